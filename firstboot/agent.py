@@ -1,0 +1,81 @@
+"""One run of the first-boot agent: find the document, validate it, run the role's steps."""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from firstboot import document, facts, secrets, sources
+from firstboot.errors import AgentLocked
+from firstboot.logsetup import REDACT
+from firstboot.state import DONE, FAILED, StateStore
+from firstboot.steps import ALL_STEPS
+from firstboot.steps.base import Context, RunResult, Step, ordered, run_steps
+
+log = logging.getLogger("goldstack")
+LOCK_FILE = "/run/goldstack-firstboot.lock"
+SUCCESS_MARK = "goldstack-firstboot: SUCCESS"
+FAILURE_MARK = "goldstack-firstboot: FAILED"
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    sources: sources.SourceOptions
+    only_source: str | None = None
+    state_path: Path | None = None
+    set_owner: bool = True
+
+
+@contextmanager
+def run_lock(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise AgentLocked(f"another goldstack-firstboot run holds {path}; wait for it to finish") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def load_document(opts: RunOptions) -> tuple[sources.Found, document.Document]:
+    found = sources.discover(opts.sources, opts.only_source)
+    doc = document.load_text(found.text, f"{found.source} document ({found.where})")
+    REDACT.add(secrets.secret_strings(doc.secrets))
+    return found, doc
+
+
+def state_path(opts: RunOptions) -> Path:
+    from firstboot.state import DEFAULT_PATH
+
+    return opts.state_path or opts.sources.root / DEFAULT_PATH.lstrip("/")
+
+
+def run(opts: RunOptions, steps: tuple[Step, ...] = ALL_STEPS) -> RunResult:
+    root = opts.sources.root
+    with run_lock(root / LOCK_FILE.lstrip("/")):
+        started = time.monotonic()
+        found, doc = load_document(opts)
+        log.info("document from %s (%s): node %s, role %s, cluster %s, %d peers", found.source, found.where,
+                 doc.node.name, doc.role, doc.cluster, len(doc.all_nodes))
+        state = StateStore(state_path(opts))
+        state.begin_run(node=doc.node.name, role=doc.role, cluster=doc.cluster, source=found.source,
+                        source_where=found.where, document=doc.fingerprint)
+        ctx = Context(doc=doc, root=root, facts=facts.gather(doc, root), state=state, set_owner=opts.set_owner)
+        result = run_steps(ordered(steps, doc.role), ctx)
+        elapsed = time.monotonic() - started
+        state.end_run(DONE if result.ok else FAILED, result.error)
+        if result.ok:
+            log.info("%s node=%s role=%s ran=%d already-done=%d in %.1fs", SUCCESS_MARK, doc.node.name, doc.role,
+                     len(result.ran), len(result.skipped), elapsed)
+        else:
+            log.error("%s node=%s role=%s step=%s: %s", FAILURE_MARK, doc.node.name, doc.role, result.failed,
+                      result.error)
+        return result

@@ -1,0 +1,247 @@
+"""The one definition of Goldstack's facts: ports, service units, and every config file per role.
+
+Everything else (templates, HAProxy, health checks, the renderer, overrides, docs) reads these tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from firstboot.document import Document
+
+CONTROLLER, COMPUTE, STORAGE = "controller", "compute", "storage"
+
+# TCP ports. API services bind the node's management address; HAProxy binds the same port on the VIP.
+PORTS: dict[str, int] = {
+    "keystone": 5000,
+    "glance": 9292,
+    "placement": 8778,
+    "nova": 8774,
+    "nova-metadata": 8775,
+    "novncproxy": 6080,
+    "neutron": 9696,
+    "cinder": 8776,
+    "horizon": 80,
+    "mysql": 3306,
+    "galera": 4567,
+    "galera-ist": 4568,
+    "galera-sst": 4444,
+    "galera-health": 9200,
+    "rabbitmq": 5672,
+    "rabbitmq-dist": 25672,
+    "epmd": 4369,
+    "rabbitmq-management": 15672,
+    "memcached": 11211,
+    "haproxy-stats": 8404,
+    "ceph-mon": 3300,
+    "ceph-mon-v1": 6789,
+    "goldstack-agent": 8499,
+}
+
+
+@dataclass(frozen=True)
+class Api:
+    """An HTTP API behind HAProxy, with the path its health check requests."""
+
+    name: str
+    check_path: str
+    catalog_type: str | None  # keystone catalog service type; None = not in the catalog
+    url_suffix: str = ""
+
+
+APIS: tuple[Api, ...] = (
+    Api("keystone", "/v3", "identity", "/v3"),
+    Api("glance", "/healthcheck", "image"),
+    Api("placement", "/", "placement"),
+    Api("nova", "/", "compute", "/v2.1"),
+    Api("nova-metadata", "/", None),
+    Api("novncproxy", "/vnc_lite.html", None),
+    Api("neutron", "/", "network"),
+    Api("cinder", "/", "volumev3", "/v3/%(project_id)s"),
+    Api("horizon", "/horizon/auth/login/", None),
+)
+
+# Service groups: the systemd units a config change restarts, per role.
+UNITS: dict[str, dict[str, tuple[str, ...]]] = {
+    "mariadb": {CONTROLLER: ("mariadb",)},
+    "galera-health": {CONTROLLER: ("goldstack-galera-health.socket",)},
+    "rabbitmq": {CONTROLLER: ("rabbitmq-server",)},
+    "memcached": {CONTROLLER: ("memcached",)},
+    "haproxy": {CONTROLLER: ("haproxy",)},
+    "keepalived": {CONTROLLER: ("keepalived",)},
+    "keystone": {CONTROLLER: ("apache2",)},
+    "glance": {CONTROLLER: ("glance-api",)},
+    "placement": {CONTROLLER: ("apache2",)},
+    "nova": {
+        CONTROLLER: ("nova-api", "nova-conductor", "nova-scheduler", "nova-novncproxy"),
+        COMPUTE: ("nova-compute",),
+    },
+    "neutron": {
+        CONTROLLER: ("neutron-server", "neutron-linuxbridge-agent", "neutron-dhcp-agent",
+                     "neutron-metadata-agent", "neutron-l3-agent"),
+        COMPUTE: ("neutron-linuxbridge-agent",),
+    },
+    "cinder": {CONTROLLER: ("cinder-api", "cinder-scheduler"), STORAGE: ("cinder-volume",)},
+    "horizon": {CONTROLLER: ("apache2",)},
+    "ceph": {STORAGE: ("ceph-mon.target", "ceph-mgr.target", "ceph-osd.target")},
+    "libvirt": {COMPUTE: ("libvirtd",)},
+    "chrony": {CONTROLLER: ("chrony",), COMPUTE: ("chrony",), STORAGE: ("chrony",)},
+    "tgt": {STORAGE: ("tgt",)},
+}
+
+
+def _always(_: Document) -> bool:
+    return True
+
+
+def ceph_enabled(doc: Document) -> bool:
+    """Ceph runs on the storage nodes whenever the site has any."""
+    return bool(doc.storages)
+
+
+def rbd_volumes(doc: Document) -> bool:
+    return ceph_enabled(doc) and doc.options["cinder_backend"] == "rbd"
+
+
+def lvm_volumes(doc: Document) -> bool:
+    return doc.options["cinder_backend"] == "lvm"
+
+
+@dataclass(frozen=True)
+class ConfigFile:
+    path: str
+    template: str
+    roles: frozenset[str]
+    service: str
+    owner: str = "root"
+    group: str = "root"
+    mode: int = 0o644
+    override: str | None = None  # name under the document's `overrides:`; INI files only
+    when: Callable[[Document], bool] = _always
+
+
+def _f(path: str, template: str, roles: set[str], service: str, owner: str = "root", group: str = "root",
+       mode: int = 0o644, override: str | None = None, when: Callable[[Document], bool] = _always) -> ConfigFile:
+    return ConfigFile(path, template, frozenset(roles), service, owner, group, mode, override, when)
+
+
+_C, _K, _S, _ALL = {CONTROLLER}, {COMPUTE}, {STORAGE}, {CONTROLLER, COMPUTE, STORAGE}
+SECRET = 0o640  # readable by the service's group only
+PRIVATE = 0o600
+
+CONFIG_FILES: tuple[ConfigFile, ...] = (
+    # --- clustering and infrastructure (controllers)
+    _f("/etc/mysql/mariadb.conf.d/99-goldstack.cnf", "mariadb/galera.cnf.j2", _C, "mariadb", "root", "mysql",
+       SECRET, "galera"),
+    _f("/etc/goldstack/galera-health.cnf", "mariadb/health.cnf.j2", _C, "galera-health", mode=PRIVATE),
+    _f("/etc/rabbitmq/rabbitmq.conf", "rabbitmq/rabbitmq.conf.j2", _C, "rabbitmq", "root", "rabbitmq", SECRET),
+    _f("/etc/rabbitmq/rabbitmq-env.conf", "rabbitmq/rabbitmq-env.conf.j2", _C, "rabbitmq"),
+    _f("/var/lib/rabbitmq/.erlang.cookie", "rabbitmq/erlang.cookie.j2", _C, "rabbitmq", "rabbitmq", "rabbitmq",
+       0o400),
+    _f("/etc/memcached.conf", "memcached/memcached.conf.j2", _C, "memcached"),
+    _f("/etc/haproxy/haproxy.cfg", "haproxy/haproxy.cfg.j2", _C, "haproxy", "root", "haproxy", SECRET),
+    _f("/etc/keepalived/keepalived.conf", "keepalived/keepalived.conf.j2", _C, "keepalived", mode=SECRET),
+    _f("/etc/chrony/chrony.conf", "chrony/chrony.conf.j2", _ALL, "chrony"),
+    _f("/root/admin-openrc", "openstack/admin-openrc.j2", _C, "openrc", mode=PRIVATE),
+    _f("/etc/openstack/clouds.yaml", "openstack/clouds.yaml.j2", _C, "openrc", mode=PRIVATE),
+    # --- keystone
+    _f("/etc/keystone/keystone.conf", "keystone/keystone.conf.j2", _C, "keystone", "root", "keystone", SECRET,
+       "keystone"),
+    _f("/etc/keystone/fernet-keys/0", "keystone/key.j2:fernet_keys:0", _C, "keystone", "keystone", "keystone",
+       PRIVATE),
+    _f("/etc/keystone/fernet-keys/1", "keystone/key.j2:fernet_keys:1", _C, "keystone", "keystone", "keystone",
+       PRIVATE),
+    _f("/etc/keystone/credential-keys/0", "keystone/key.j2:credential_keys:0", _C, "keystone", "keystone",
+       "keystone", PRIVATE),
+    _f("/etc/keystone/credential-keys/1", "keystone/key.j2:credential_keys:1", _C, "keystone", "keystone",
+       "keystone", PRIVATE),
+    # --- glance, placement
+    _f("/etc/glance/glance-api.conf", "glance/glance-api.conf.j2", _C, "glance", "root", "glance", SECRET,
+       "glance-api"),
+    _f("/etc/placement/placement.conf", "placement/placement.conf.j2", _C, "placement", "root", "placement",
+       SECRET, "placement"),
+    # --- nova
+    _f("/etc/nova/nova.conf", "nova/nova.conf.j2", _C | _K, "nova", "root", "nova", SECRET, "nova"),
+    # --- neutron (ML2 + Linux bridge + VXLAN: this kernel has no Open vSwitch datapath)
+    _f("/etc/neutron/neutron.conf", "neutron/neutron.conf.j2", _C | _K, "neutron", "root", "neutron", SECRET,
+       "neutron"),
+    _f("/etc/neutron/plugins/ml2/ml2_conf.ini", "neutron/ml2_conf.ini.j2", _C, "neutron", "root", "neutron",
+       SECRET, "ml2"),
+    _f("/etc/neutron/plugins/ml2/linuxbridge_agent.ini", "neutron/linuxbridge_agent.ini.j2", _C | _K,
+       "neutron", "root", "neutron", SECRET, "linuxbridge-agent"),
+    _f("/etc/neutron/dhcp_agent.ini", "neutron/dhcp_agent.ini.j2", _C, "neutron", "root", "neutron", SECRET,
+       "dhcp-agent"),
+    _f("/etc/neutron/metadata_agent.ini", "neutron/metadata_agent.ini.j2", _C, "neutron", "root", "neutron",
+       SECRET, "metadata-agent"),
+    _f("/etc/neutron/l3_agent.ini", "neutron/l3_agent.ini.j2", _C, "neutron", "root", "neutron", SECRET,
+       "l3-agent"),
+    # --- cinder (api + scheduler on controllers, volume on storage nodes)
+    _f("/etc/cinder/cinder.conf", "cinder/cinder.conf.j2", _C | _S, "cinder", "root", "cinder", SECRET, "cinder"),
+    _f("/etc/tgt/conf.d/cinder.conf", "cinder/tgt.conf.j2", _S, "tgt", when=lvm_volumes),
+    # --- horizon
+    _f("/etc/openstack-dashboard/local_settings.py", "horizon/local_settings.py.j2", _C, "horizon", "root",
+       "www-data", SECRET),
+    # --- ceph (daemons on storage nodes; clients everywhere through librbd)
+    _f("/etc/ceph/ceph.conf", "ceph/ceph.conf.j2", _ALL, "ceph", override="ceph", when=ceph_enabled),
+    _f("/etc/ceph/ceph.client.admin.keyring", "ceph/keyring.j2:admin", _S, "ceph", mode=PRIVATE,
+       when=ceph_enabled),
+    _f("/etc/goldstack/ceph/ceph.mon.keyring", "ceph/keyring.j2:mon", _S, "ceph", mode=PRIVATE, when=ceph_enabled),
+    _f("/var/lib/ceph/bootstrap-osd/ceph.keyring", "ceph/keyring.j2:bootstrap-osd", _S, "ceph", mode=PRIVATE,
+       when=ceph_enabled),
+    _f("/etc/ceph/ceph.client.glance.keyring", "ceph/keyring.j2:glance", _C, "glance", "root", "glance", SECRET,
+       when=ceph_enabled),
+    _f("/etc/ceph/ceph.client.cinder.keyring", "ceph/keyring.j2:cinder", _S, "cinder", "root", "cinder", SECRET,
+       when=rbd_volumes),
+    _f("/etc/ceph/ceph.client.cinder.keyring", "ceph/keyring.j2:cinder", _K, "nova", "root", "nova", SECRET,
+       when=rbd_volumes),
+    _f("/etc/ceph/ceph.client.nova.keyring", "ceph/keyring.j2:nova", _K, "nova", "root", "nova", SECRET,
+       when=ceph_enabled),
+    # --- libvirt
+    _f("/etc/libvirt/qemu.conf", "libvirt/qemu.conf.j2", _K, "libvirt", "root", "root", 0o600),
+    _f("/etc/goldstack/libvirt/cinder-secret.xml", "libvirt/secret.xml.j2", _K, "libvirt", mode=PRIVATE,
+       when=rbd_volumes),
+)
+
+
+def files_for(doc: Document) -> list[ConfigFile]:
+    return [f for f in CONFIG_FILES if doc.role in f.roles and f.when(doc)]
+
+
+def override_targets(role: str) -> set[str]:
+    return {f.override for f in CONFIG_FILES if role in f.roles and f.override}
+
+
+def units_of(service: str, role: str) -> tuple[str, ...]:
+    return UNITS.get(service, {}).get(role, ())
+
+
+@dataclass(frozen=True)
+class CephEntity:
+    """A CephX identity: the secret holding its key and the capabilities the monitors grant it."""
+
+    entity: str
+    secret: str
+    caps: tuple[tuple[str, str], ...]
+
+
+_RBD_CLIENT_MON = ("mon", "profile rbd")
+CEPH_ENTITIES: dict[str, CephEntity] = {
+    "mon": CephEntity("mon.", "ceph_mon_key", (("mon", "allow *"),)),
+    "admin": CephEntity("client.admin", "ceph_admin_key",
+                        (("mds", "allow *"), ("mgr", "allow *"), ("mon", "allow *"), ("osd", "allow *"))),
+    "bootstrap-osd": CephEntity("client.bootstrap-osd", "ceph_bootstrap_osd_key",
+                                (("mgr", "allow r"), ("mon", "profile bootstrap-osd"))),
+    "glance": CephEntity("client.glance", "ceph_glance_key",
+                         (("mgr", "profile rbd pool=images"), _RBD_CLIENT_MON, ("osd", "profile rbd pool=images"))),
+    "cinder": CephEntity("client.cinder", "ceph_cinder_key",
+                         (("mgr", "profile rbd pool=volumes, profile rbd pool=vms"), _RBD_CLIENT_MON,
+                          ("osd", "profile rbd pool=volumes, profile rbd pool=vms, "
+                                  "profile rbd-read-only pool=images"))),
+    "nova": CephEntity("client.nova", "ceph_nova_key",
+                       (("mgr", "profile rbd pool=vms"), _RBD_CLIENT_MON,
+                        ("osd", "profile rbd pool=vms, profile rbd-read-only pool=images"))),
+}
+CEPH_POOLS: tuple[str, ...] = ("volumes", "images", "vms")

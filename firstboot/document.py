@@ -1,0 +1,383 @@
+"""The node document: parse, validate and expose it as typed, immutable data.
+
+Validation collects every problem with its dotted field path before anything is applied, so a bad
+document is reported once, completely, and never half-applied. docs/metadata.md describes the format.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from firstboot import catalog
+from firstboot import secrets as secretspec
+from firstboot.errors import FieldProblem, InvalidInput
+
+VERSION = 1
+ROLES = (secretspec.CONTROLLER, secretspec.COMPUTE, secretspec.STORAGE)
+NETWORKS = ("management", "tunnel", "provider", "storage")
+_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_REGION = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_IFACE = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")
+_DEVICE = re.compile(r"^/dev/[A-Za-z0-9/_.-]+$")
+
+
+@dataclass(frozen=True)
+class Option:
+    """A tunable with its default and the check of a value given in the document."""
+
+    default: Any
+    check: Callable[[Any], str | None]
+    help: str
+
+
+def _one_of(*allowed: str) -> Callable[[Any], str | None]:
+    return lambda v: None if v in allowed else f"must be one of {', '.join(allowed)}"
+
+
+def _int_range(lo: int, hi: int) -> Callable[[Any], str | None]:
+    def check(v: Any) -> str | None:
+        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+            return f"must be a whole number from {lo} to {hi}"
+        return None
+
+    return check
+
+
+def _boolean(v: Any) -> str | None:
+    return None if isinstance(v, bool) else "must be true or false"
+
+
+def _host_list(v: Any) -> str | None:
+    if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):
+        return "must be a list of host names or addresses"
+    return None
+
+
+OPTIONS: dict[str, Option] = {
+    "cinder_backend": Option("rbd", _one_of("rbd", "lvm"), "rbd (Ceph) or lvm (LVM + iSCSI, needs device-mapper)"),
+    "lvm_volume_group": Option("cinder-volumes", lambda v: None if isinstance(v, str) and v else "must be a name",
+                               "volume group of the lvm backend"),
+    "virt_type": Option("auto", _one_of("auto", "kvm", "qemu"), "auto probes whether a KVM guest can start"),
+    "ceph_osd_file_size_gb": Option(8, _int_range(1, 4096), "size of the file-backed OSD when no disk is named"),
+    "ceph_pool_size": Option(0, _int_range(0, 3), "replicas per pool; 0 = min(3, number of storage nodes)"),
+    "ntp_servers": Option([], _host_list, "upstream time servers; empty = controllers serve time to the rest"),
+    "debug": Option(False, _boolean, "debug logging in every OpenStack service"),
+    "tenant_network_type": Option("vxlan", _one_of("vxlan", "flat"), "project network type of ML2"),
+}
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    role: str
+    addresses: dict[str, str]
+    interfaces: dict[str, str] = field(default_factory=dict)
+    osd_device: str | None = None
+
+    @property
+    def management(self) -> str:
+        return self.addresses["management"]
+
+
+@dataclass(frozen=True)
+class Document:
+    cluster: str
+    region: str
+    node: Node
+    peers: dict[str, list[Node]]
+    vip: str
+    vip_hostname: str | None
+    networks: dict[str, str]
+    secrets: dict[str, Any]
+    options: dict[str, Any]
+    overrides: dict[str, dict[str, dict[str, Any]]]
+    fingerprint: str
+
+    @property
+    def role(self) -> str:
+        return self.node.role
+
+    @property
+    def controllers(self) -> list[Node]:
+        return self.peers.get(secretspec.CONTROLLER, [])
+
+    @property
+    def computes(self) -> list[Node]:
+        return self.peers.get(secretspec.COMPUTE, [])
+
+    @property
+    def storages(self) -> list[Node]:
+        return self.peers.get(secretspec.STORAGE, [])
+
+    @property
+    def all_nodes(self) -> list[Node]:
+        return [n for role in ROLES for n in self.peers.get(role, [])]
+
+
+def parse_text(text: str, source: str) -> dict[str, Any]:
+    """YAML or JSON text -> mapping; a `#cloud-config` user-data carries the document under `goldstack`."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise InvalidInput(source, [FieldProblem("(document)", f"is not valid YAML/JSON{where}: {problem}")]) from None
+    if isinstance(data, dict) and text.lstrip().startswith("#cloud-config") and "goldstack" in data:
+        data = data["goldstack"]
+    if not isinstance(data, dict):
+        raise InvalidInput(source, [FieldProblem("(document)", "must be a mapping with version, node, peers, ...")])
+    return data
+
+
+class Checker:
+    """Collects problems while walking the raw mapping."""
+
+    def __init__(self) -> None:
+        self.problems: list[FieldProblem] = []
+
+    def add(self, path: str, message: str) -> None:
+        self.problems.append(FieldProblem(path, message))
+
+    def mapping(self, data: Any, path: str, allowed: set[str], required: set[str] = frozenset()) -> dict:
+        if not isinstance(data, dict):
+            self.add(path, "must be a mapping")
+            return {}
+        for key in sorted(set(data) - allowed, key=str):
+            self.add(f"{path}.{key}", f"is not a known field (known: {', '.join(sorted(allowed))})")
+        for key in sorted(required - set(data)):
+            self.add(f"{path}.{key}", "is missing")
+        return data
+
+    def string(self, data: dict, key: str, path: str, pattern: re.Pattern | None = None,
+               hint: str = "") -> str | None:
+        value = data.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value:
+            self.add(f"{path}.{key}", "must be a non-empty string")
+            return None
+        if pattern and not pattern.match(value):
+            self.add(f"{path}.{key}", f"{value!r} is not valid{': ' + hint if hint else ''}")
+            return None
+        return value
+
+    def address(self, value: Any, path: str) -> str | None:
+        try:
+            return str(ipaddress.ip_address(str(value)))
+        except ValueError:
+            self.add(path, f"{value!r} is not an IP address")
+            return None
+
+
+def parse_node(chk: Checker, raw: Any, path: str, role: str | None) -> Node | None:
+    data = chk.mapping(raw, path, {"name", "role", "addresses", "interfaces", "osd_device"},
+                       {"name"} | ({"role"} if role is None else set()))
+    name = chk.string(data, "name", path, _NAME, "lower-case letters, digits and '-', like ctl1")
+    node_role = role
+    if role is None:
+        node_role = chk.string(data, "role", path)
+        if node_role is not None and node_role not in ROLES:
+            chk.add(f"{path}.role", f"{node_role!r} is not a role; use one of {', '.join(ROLES)}")
+            node_role = None
+    addresses: dict[str, str] = {}
+    raw_addr = data.get("addresses")
+    if raw_addr is not None or role is not None:
+        amap = chk.mapping(raw_addr, f"{path}.addresses", set(NETWORKS), {"management"})
+        for net, value in amap.items():
+            if net in NETWORKS and (ip := chk.address(value, f"{path}.addresses.{net}")):
+                addresses[net] = ip
+    interfaces: dict[str, str] = {}
+    if "interfaces" in data:
+        imap = chk.mapping(data["interfaces"], f"{path}.interfaces", set(NETWORKS))
+        for net in imap:
+            if net in NETWORKS and (iface := chk.string(imap, net, f"{path}.interfaces", _IFACE, "an interface name")):
+                interfaces[net] = iface
+    osd_device = chk.string(data, "osd_device", path, _DEVICE, "a block device path like /dev/vdb")
+    if name is None or node_role is None:
+        return None
+    return Node(name, node_role, addresses, interfaces, osd_device)
+
+
+Entry = tuple[str, Node]  # (field path of the node, the node)
+
+
+def _check_peers(chk: Checker, raw: Any) -> tuple[dict[str, list[Node]], list[Entry]]:
+    pmap = chk.mapping(raw, "peers", set(ROLES), {"controller"})
+    peers: dict[str, list[Node]] = {}
+    entries: list[Entry] = []
+    for role in ROLES:
+        items = pmap.get(role, [])
+        if not isinstance(items, list):
+            chk.add(f"peers.{role}", "must be a list of nodes")
+            continue
+        peers[role] = []
+        for i, item in enumerate(items):
+            if n := parse_node(chk, item, f"peers.{role}[{i}]", role):
+                peers[role].append(n)
+                entries.append((f"peers.{role}[{i}]", n))
+    if "controller" in pmap:
+        check_controller_count(chk, len(pmap["controller"] or []) if isinstance(pmap["controller"], list) else 0,
+                               "peers.controller")
+    check_node_set(chk, entries)
+    return peers, entries
+
+
+def check_controller_count(chk: Checker, count: int, path: str) -> None:
+    if count == 0:
+        chk.add(path, "lists no controller; a cluster needs 1 (lab) or at least 3 (HA)")
+    elif count == 2:
+        chk.add(path, "lists 2 controllers; Galera cannot keep quorum when one of two fails: "
+                "use 1 (lab) or 3 or more (HA)")
+
+
+def check_node_set(chk: Checker, entries: list[Entry]) -> None:
+    """Names unique across the site; each address used by one node only."""
+    names: dict[str, str] = {}
+    seen_addr: dict[tuple[str, str], str] = {}
+    for where, n in entries:
+        if n.name in names:
+            chk.add(f"{where}.name", f"{n.name!r} is used twice (also {names[n.name]}); node names must be unique")
+        names.setdefault(n.name, where)
+        for net, ip in n.addresses.items():
+            if (net, ip) in seen_addr:
+                chk.add(f"{where}.addresses.{net}", f"{ip} is also the address of {seen_addr[(net, ip)]}")
+            seen_addr.setdefault((net, ip), n.name)
+
+
+def check_vip(chk: Checker, raw: Any, entries: list[Entry]) -> tuple[str | None, str | None]:
+    raw_vip = raw if isinstance(raw, dict) else {"address": raw}
+    vmap = chk.mapping(raw_vip, "vip", {"address", "hostname"}, {"address"})
+    vip = chk.address(vmap["address"], "vip.address") if "address" in vmap else None
+    hostname = chk.string(vmap, "hostname", "vip", re.compile(r"^[A-Za-z0-9.-]+$"), "a DNS name")
+    for where, n in entries:
+        if vip and vip in n.addresses.values():
+            chk.add("vip.address", f"{vip} is also the address of {where} ({n.name}); "
+                    "the VIP must be an address of its own")
+    return vip, hostname
+
+
+def check_networks(chk: Checker, raw: Any, entries: list[Entry], vip: str | None) -> dict[str, str]:
+    nmap = chk.mapping(raw, "networks", set(NETWORKS))
+    nets: dict[str, str] = {}
+    for net, cidr in nmap.items():
+        if net not in NETWORKS:
+            continue
+        try:
+            network = ipaddress.ip_network(str(cidr), strict=False)
+        except ValueError:
+            chk.add(f"networks.{net}", f"{cidr!r} is not a network in CIDR form like 10.10.0.0/24")
+            continue
+        nets[net] = str(network)
+        for where, n in entries:
+            ip = n.addresses.get(net)
+            if ip and ipaddress.ip_address(ip) not in network:
+                chk.add(f"{where}.addresses.{net}", f"{ip} is outside networks.{net} ({network})")
+        if net == "management" and vip and ipaddress.ip_address(vip) not in network:
+            chk.add("vip.address", f"{vip} is outside networks.management ({network})")
+    return nets
+
+
+def check_options(chk: Checker, raw: Any) -> dict[str, Any]:
+    omap = chk.mapping(raw, "options", set(OPTIONS))
+    options = {name: opt.default for name, opt in OPTIONS.items()}
+    for name, value in omap.items():
+        if name in OPTIONS:
+            if msg := OPTIONS[name].check(value):
+                chk.add(f"options.{name}", msg)
+            else:
+                options[name] = value
+    return options
+
+
+def _check_secrets(chk: Checker, raw: Any, role: str | None) -> dict[str, Any]:
+    smap = chk.mapping(raw, "secrets", set(secretspec.SECRETS_BY_NAME))
+    needed = {s.name for s in secretspec.needed_by(role)} if role else set()
+    for name in sorted(needed - set(smap)):
+        chk.add(f"secrets.{name}", f"is missing; a {role} needs it ({secretspec.SECRETS_BY_NAME[name].purpose})")
+    for name, value in smap.items():
+        if name in secretspec.SECRETS_BY_NAME and (msg := secretspec.check(name, value)):
+            chk.add(f"secrets.{name}", msg)
+    return {k: v for k, v in smap.items() if k in secretspec.SECRETS_BY_NAME}
+
+
+def _check_overrides(chk: Checker, raw: Any, role: str | None) -> dict[str, dict[str, dict[str, Any]]]:
+    targets = catalog.override_targets(role) if role else set()
+    omap = chk.mapping(raw, "overrides", targets or {"(none for this role)"})
+    result: dict[str, dict[str, dict[str, Any]]] = {}
+    for target, sections in omap.items():
+        if target not in targets:
+            continue
+        smap = chk.mapping(sections, f"overrides.{target}", set(sections) if isinstance(sections, dict) else set())
+        for section, keys in smap.items():
+            path = f"overrides.{target}.{section}"
+            if not isinstance(section, str) or not re.match(r"^[A-Za-z0-9_.:-]+$", section):
+                chk.add(path, "is not a valid INI section name")
+                continue
+            if not isinstance(keys, dict):
+                chk.add(path, "must be a mapping of option: value")
+                continue
+            for key, value in keys.items():
+                if not isinstance(key, str) or not re.match(r"^[A-Za-z0-9_.-]+$", key):
+                    chk.add(f"{path}.{key}", "is not a valid option name")
+                elif not isinstance(value, (str, int, float, bool, list)) or (
+                    isinstance(value, str) and "\n" in value
+                ):
+                    chk.add(f"{path}.{key}", "must be a single-line string, number, boolean or list")
+            result.setdefault(target, {})[section] = dict(keys)
+    return result
+
+
+def validate(data: dict[str, Any], source: str = "document") -> Document:
+    """Check everything, then build the Document; raise InvalidInput listing every problem."""
+    chk = Checker()
+    top = chk.mapping(data, "(document)", {"version", "cluster", "region", "node", "peers", "vip", "networks",
+                                           "secrets", "options", "overrides"},
+                      {"version", "cluster", "node", "peers", "vip", "secrets"})
+    if "version" in top and top["version"] != VERSION:
+        chk.add("version", f"{top['version']!r} is not supported; this agent reads version {VERSION}")
+    cluster = chk.string(top, "cluster", "(document)", _NAME, "lower-case letters, digits and '-'")
+    region = chk.string(top, "region", "(document)", _REGION, "letters, digits, '_', '-' or '.'") or "RegionOne"
+    node = parse_node(chk, top["node"], "node", None) if "node" in top else None
+    peers, entries = _check_peers(chk, top["peers"]) if "peers" in top else ({}, [])
+    vip, vip_hostname = check_vip(chk, top["vip"], entries) if "vip" in top else (None, None)
+
+    me = None
+    if node is not None:
+        same = [p for p in peers.get(node.role, []) if p.name == node.name]
+        if not same:
+            chk.add(f"peers.{node.role}", f"does not list this node ({node.name}); every node lists itself "
+                    "among its peers, under its own role")
+        else:
+            me = same[0]
+            for net, ip in node.addresses.items():
+                if me.addresses.get(net) != ip:
+                    chk.add(f"node.addresses.{net}", f"{ip} differs from the peer list ({me.addresses.get(net)})")
+            me = Node(me.name, me.role, me.addresses, node.interfaces or me.interfaces,
+                      node.osd_device or me.osd_device)
+
+    networks = check_networks(chk, top.get("networks", {}), entries, vip)
+    role = node.role if node else None
+    secret_values = _check_secrets(chk, top["secrets"], role) if "secrets" in top else {}
+    options = check_options(chk, top.get("options", {}))
+    overrides = _check_overrides(chk, top.get("overrides", {}), role)
+
+    if chk.problems:
+        raise InvalidInput(source, chk.problems)
+    assert cluster and me and vip  # guaranteed when no problem was found
+    canonical = json.dumps(data, sort_keys=True, default=str).encode()
+    return Document(cluster=cluster, region=region, node=me, peers=peers, vip=vip, vip_hostname=vip_hostname,
+                    networks=networks, secrets=secret_values, options=options, overrides=overrides,
+                    fingerprint=hashlib.sha256(canonical).hexdigest()[:16])
+
+
+def load_text(text: str, source: str) -> Document:
+    return validate(parse_text(text, source), source)

@@ -1,0 +1,188 @@
+"""Render a role's whole config tree in memory, check it, then write it atomically.
+
+Nothing is written unless every file rendered and passed its syntax check (os-apply-config's rule).
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import shlex
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import jinja2
+import yaml
+
+from firstboot import catalog, ini
+from firstboot.document import Document
+from firstboot.errors import GoldstackError
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+class RenderError(GoldstackError):
+    """A template failed or produced a file that does not parse; nothing was written."""
+
+
+@dataclass(frozen=True)
+class RenderedFile:
+    path: str
+    content: bytes
+    owner: str
+    group: str
+    mode: int
+    service: str
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the agent learns from the running host; rendering is a pure function of (document, facts)."""
+
+    management_interface: str = "eth0"
+    virt_type: str = "qemu"
+    in_container: bool = False
+
+
+def _hostport(address: str, port: int) -> str:
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
+def build_context(doc: Document, facts: Facts) -> dict[str, Any]:
+    """Every value the templates may use: derived once here, so templates stay declarative."""
+    vip = doc.vip
+    ip = doc.node.management
+    controllers = doc.controllers
+    sec = doc.secrets
+    ports = catalog.PORTS
+
+    def url(api: str, suffix: str = "") -> str:
+        return f"http://{_hostport(vip, ports[api])}{suffix}"
+
+    def db_url(database: str, user: str | None = None) -> str:
+        user = user or database
+        password = quote(str(sec[f"db_{user}"]), safe="")
+        return f"mysql+pymysql://{user}:{password}@{_hostport(vip, ports['mysql'])}/{database}?charset=utf8mb4"
+
+    rabbit_password = quote(str(sec["rabbitmq_openstack"]), safe="")
+    transport_url = "rabbit://" + ",".join(
+        f"openstack:{rabbit_password}@{_hostport(c.management, ports['rabbitmq'])}" for c in controllers
+    ) + "/"
+    storages = doc.storages
+    pool_size = doc.options["ceph_pool_size"] or min(3, max(1, len(storages)))
+    mgmt_net = doc.networks.get("management")
+    return {
+        "doc": doc,
+        "node": doc.node,
+        "role": doc.role,
+        "cluster": doc.cluster,
+        "region": doc.region,
+        "ip": ip,
+        "tunnel_ip": doc.node.addresses.get("tunnel", ip),
+        "storage_ip": doc.node.addresses.get("storage", ip),
+        "controllers": controllers,
+        "computes": doc.computes,
+        "storages": storages,
+        "others": [c for c in controllers if c.name != doc.node.name],
+        "vip": vip,
+        "vip_prefix": int(mgmt_net.split("/")[1]) if mgmt_net else 32,
+        # Same on every controller of a cluster, different between clusters sharing a segment.
+        "vrrp_router_id": 1 + int(hashlib.sha256(doc.cluster.encode()).hexdigest()[:8], 16) % 254,
+        "management_interface": doc.node.interfaces.get("management", facts.management_interface),
+        "provider_interface": doc.node.interfaces.get("provider"),
+        "networks": doc.networks,
+        "secrets": sec,
+        "options": doc.options,
+        "debug": "true" if doc.options["debug"] else "false",
+        "facts": facts,
+        "ports": ports,
+        "apis": catalog.APIS,
+        "url": url,
+        "db_url": db_url,
+        "keystone_url": url("keystone"),
+        "transport_url": transport_url,
+        "memcached_servers": ",".join(_hostport(c.management, ports["memcached"]) for c in controllers),
+        "ceph_enabled": catalog.ceph_enabled(doc),
+        "rbd_volumes": catalog.rbd_volumes(doc),
+        "lvm_volumes": catalog.lvm_volumes(doc),
+        "ceph_entities": catalog.CEPH_ENTITIES,
+        "ceph_pool_size": pool_size,
+        "ceph_public_network": doc.networks.get("storage") or mgmt_net,
+        "mon_nodes": storages,
+    }
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+    env.filters["shquote"] = lambda v: shlex.quote(str(v))
+    env.filters["pyrepr"] = lambda v: repr(v)
+    env.filters["hostport"] = _hostport
+    env.filters["tojson"] = lambda v: json.dumps(v)
+    return env
+
+
+_ENV = _environment()
+
+
+def _syntax_problem(path: str, text: str, is_ini: bool) -> str | None:
+    if is_ini or (path.endswith((".conf", ".ini", ".cnf")) and _looks_like_ini(text)):
+        return ini.check(text)
+    if path.endswith(".py"):
+        try:
+            ast.parse(text)
+        except SyntaxError as exc:
+            return f"Python syntax error at line {exc.lineno}: {exc.msg}"
+    if path.endswith((".yaml", ".yml")):
+        try:
+            yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            return f"YAML error: {str(exc).splitlines()[0]}"
+    if path.endswith(".xml"):
+        try:
+            ET.fromstring(text)
+        except ET.ParseError as exc:
+            return f"XML error: {exc}"
+    return None
+
+
+def _looks_like_ini(text: str) -> bool:
+    first = next((ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith(("#", ";"))), "")
+    return first.lstrip().startswith("[")
+
+
+def render_tree(doc: Document, facts: Facts | None = None) -> dict[str, RenderedFile]:
+    """Render every file of the node's role; raise RenderError listing every failure."""
+    context = build_context(doc, facts or Facts())
+    rendered: dict[str, RenderedFile] = {}
+    failures: list[str] = []
+    for spec in catalog.files_for(doc):
+        name, *args = spec.template.split(":")
+        try:
+            text = _ENV.get_template(name).render(context, args=args)
+        except jinja2.UndefinedError as exc:
+            failures.append(f"{spec.path} ({name}): missing value: {exc.message}")
+            continue
+        except jinja2.TemplateError as exc:
+            failures.append(f"{spec.path} ({name}): template error: {exc}")
+            continue
+        if spec.override and spec.override in doc.overrides:
+            text = ini.merge(text, doc.overrides[spec.override])
+        if problem := _syntax_problem(spec.path, text, spec.override is not None):
+            failures.append(f"{spec.path}: rendered text does not parse: {problem}")
+            continue
+        rendered[spec.path] = RenderedFile(spec.path, text.encode(), spec.owner, spec.group, spec.mode,
+                                           spec.service)
+    if failures:
+        raise RenderError("config rendering failed; nothing was written:\n" + "\n".join(f"  - {f}" for f in failures))
+    return rendered

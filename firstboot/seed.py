@@ -1,0 +1,243 @@
+"""Turn a site inventory into per-node seeds, with the site's secrets made once and kept apart.
+
+Everything is validated and built in a scratch directory first; only then are node directories
+swapped into place, so a bad inventory leaves the output untouched.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import stat
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pycdlib
+import yaml
+
+from firstboot import document
+from firstboot import secrets as secretspec
+from firstboot.document import Checker, parse_node
+from firstboot.errors import FieldProblem, InvalidInput
+from firstboot.files import atomic_write
+
+NODE_FILE = "/etc/goldstack/node.yaml"
+FORMATS = ("file", "nocloud", "nocloud-iso", "configdrive", "configdrive-iso")
+NOCLOUD_LABEL = "cidata"
+CONFIGDRIVE_LABEL = "config-2"
+
+
+@dataclass(frozen=True)
+class Inventory:
+    data: dict[str, Any]
+    nodes: list[dict[str, Any]]
+
+
+def load_inventory(path: Path) -> Inventory:
+    source = str(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise InvalidInput(source, [FieldProblem("(file)", f"cannot be read: {exc.strerror}")]) from None
+    data = document.parse_text(text, source)
+    chk = Checker()
+    top = chk.mapping(data, "(inventory)", {"cluster", "region", "vip", "networks", "options", "overrides",
+                                            "nodes"}, {"cluster", "vip", "nodes"})
+    chk.string(top, "cluster", "(inventory)", document._NAME, "lower-case letters, digits and '-'")
+    nodes_raw = top.get("nodes", [])
+    entries = []
+    if not isinstance(nodes_raw, list) or not nodes_raw:
+        chk.add("nodes", "must be a non-empty list of {name, role, addresses}")
+        nodes_raw = []
+    for i, item in enumerate(nodes_raw):
+        if node := parse_node(chk, item, f"nodes[{i}]", None):
+            if not node.addresses:
+                chk.add(f"nodes[{i}].addresses.management", "is missing")
+            entries.append((f"nodes[{i}]", node))
+    if nodes_raw:
+        document.check_controller_count(
+            chk, sum(1 for _, n in entries if n.role == secretspec.CONTROLLER), "nodes (role: controller)")
+    document.check_node_set(chk, entries)
+    vip = document.check_vip(chk, top["vip"], entries)[0] if "vip" in top else None
+    document.check_networks(chk, top.get("networks", {}), entries, vip)
+    document.check_options(chk, top.get("options", {}))
+    known_targets = set().union(*(document.catalog.override_targets(r) for r in document.ROLES))
+    chk.mapping(top.get("overrides", {}), "overrides", known_targets)
+    if chk.problems:
+        raise InvalidInput(source, chk.problems)
+    return Inventory(top, nodes_raw)
+
+
+def load_secrets(path: Path) -> tuple[dict[str, Any], list[str]]:
+    """Read the site secrets (refusing loose permissions) and make the missing ones, in memory only."""
+    existing: dict[str, Any] = {}
+    if path.exists():
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
+            raise InvalidInput(str(path), [FieldProblem("(file mode)", f"is {mode:04o}; secrets must be private: "
+                                                        f"chmod 600 {path}")])
+        loaded = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise InvalidInput(str(path), [FieldProblem("(file)", "must be a mapping of secret name: value")])
+        problems = [FieldProblem(name, msg) for name, value in loaded.items()
+                    if (msg := secretspec.check(name, value))]
+        problems += [FieldProblem(name, "is not a known secret") for name in loaded
+                     if name not in secretspec.SECRETS_BY_NAME]
+        if problems:
+            raise InvalidInput(str(path), problems)
+        existing = loaded
+    return secretspec.generate_missing(existing)
+
+
+def save_secrets(path: Path, values: dict[str, Any]) -> None:
+    body = "# Goldstack site secrets: generated once, never in images or git. Keep this file private.\n"
+    body += yaml.safe_dump(values, sort_keys=True, default_flow_style=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, body.encode(), 0o600)
+
+
+def node_document(inv: Inventory, node: dict[str, Any], site_secrets: dict[str, Any]) -> dict[str, Any]:
+    """The document one node receives: its own identity, every peer, and only its role's secrets."""
+    role = node["role"]
+    peers: dict[str, list[dict[str, Any]]] = {}
+    for n in inv.nodes:
+        entry = {k: n[k] for k in ("name", "addresses", "interfaces", "osd_device") if k in n}
+        peers.setdefault(n["role"], []).append(entry)
+    doc: dict[str, Any] = {
+        "version": document.VERSION,
+        "cluster": inv.data["cluster"],
+        "region": inv.data.get("region", "RegionOne"),
+        "node": {"name": node["name"], "role": role},
+        "peers": peers,
+        "vip": inv.data["vip"],
+        "secrets": {s.name: site_secrets[s.name] for s in secretspec.needed_by(role)},
+    }
+    for key in ("networks", "options"):
+        if key in inv.data:
+            doc[key] = inv.data[key]
+    targets = document.catalog.override_targets(role)
+    overrides = {t: v for t, v in (inv.data.get("overrides") or {}).items() if t in targets}
+    if overrides:
+        doc["overrides"] = overrides
+    return doc
+
+
+def user_data(doc: dict[str, Any]) -> str:
+    """Schema-valid cloud-config: cloud-init writes the document; the agent can also read it straight."""
+    body = yaml.safe_dump(doc, sort_keys=False, default_flow_style=False)
+    cloud_config = {
+        "hostname": doc["node"]["name"],
+        "preserve_hostname": False,
+        "write_files": [{"path": NODE_FILE, "owner": "root:root", "permissions": "0600", "content": body}],
+    }
+    return "#cloud-config\n" + yaml.safe_dump(cloud_config, sort_keys=False, default_flow_style=False)
+
+
+def _instance_id(doc: dict[str, Any]) -> str:
+    return f"goldstack-{doc['cluster']}-{doc['node']['name']}"
+
+
+def write_iso(path: Path, label: str, files: dict[str, bytes]) -> None:
+    """An ISO9660 image with Joliet and Rock Ridge names, made in userspace (no mount, no external tool)."""
+    iso = pycdlib.PyCdlib()
+    iso.new(interchange_level=3, joliet=3, rock_ridge="1.09", vol_ident=label)
+    made_dirs: set[str] = set()
+    for name, content in sorted(files.items()):
+        parts = name.split("/")
+        for depth in range(1, len(parts)):
+            rel = "/".join(parts[:depth])
+            if rel not in made_dirs:
+                made_dirs.add(rel)
+                iso.add_directory(_iso_path(rel), rr_name=parts[depth - 1], joliet_path="/" + rel)
+        iso.add_fp(io.BytesIO(content), len(content), _iso_path(name) + ";1", rr_name=parts[-1],
+                   joliet_path="/" + name)
+    buffer = io.BytesIO()
+    iso.write_fp(buffer)
+    iso.close()
+    atomic_write(path, buffer.getvalue(), 0o600)
+
+
+def _iso_path(rel: str) -> str:
+    """ISO9660 level-3 names: upper case, [A-Z0-9_] only; Rock Ridge and Joliet carry the real names."""
+    parts = ["".join(c if c.isalnum() else "_" for c in p.upper())[:30] for p in rel.split("/")]
+    return "/" + "/".join(parts)
+
+
+def _tree(root: Path, files: dict[str, bytes]) -> None:
+    for name, content in files.items():
+        target = root / name
+        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        target.write_bytes(content)
+        target.chmod(0o600)
+
+
+def seed_files(doc: dict[str, Any]) -> dict[str, dict[str, bytes]]:
+    """Each format's files for one node."""
+    ud = user_data(doc).encode()
+    name = doc["node"]["name"]
+    meta = f"instance-id: {_instance_id(doc)}\nlocal-hostname: {name}\n".encode()
+    cd_meta = json.dumps({"uuid": _instance_id(doc), "name": name, "hostname": name,
+                          "availability_zone": "nova", "meta": {"goldstack_role": doc["node"]["role"]}},
+                         indent=2).encode()
+    nocloud = {"meta-data": meta, "user-data": ud}
+    configdrive = {"openstack/latest/meta_data.json": cd_meta, "openstack/latest/user_data": ud}
+    node_yaml = yaml.safe_dump(doc, sort_keys=False, default_flow_style=False).encode()
+    return {"file": {"node.yaml": node_yaml}, "nocloud": nocloud, "configdrive": configdrive}
+
+
+def build_node(out: Path, doc: dict[str, Any], formats: tuple[str, ...]) -> list[str]:
+    files = seed_files(doc)
+    made = []
+    out.mkdir(mode=0o700)
+    if "file" in formats:
+        _tree(out, files["file"])
+        made.append("node.yaml")
+    for kind, label in (("nocloud", NOCLOUD_LABEL), ("configdrive", CONFIGDRIVE_LABEL)):
+        if kind in formats:
+            _tree(out / kind, files[kind])
+            made.append(f"{kind}/")
+        if f"{kind}-iso" in formats:
+            write_iso(out / f"{kind}.iso", label, files[kind])
+            made.append(f"{kind}.iso")
+    return made
+
+
+def generate(inventory: Path, out: Path, secrets_file: Path | None, formats: tuple[str, ...] = FORMATS,
+             progress=print) -> dict[str, list[str]]:
+    """Validate, build every node's seed in scratch space, then swap the node directories in."""
+    inv = load_inventory(inventory)
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise InvalidInput("--formats", [FieldProblem("formats", f"{', '.join(unknown)} unknown; use "
+                                                      f"{', '.join(FORMATS)}")])
+    secrets_file = secrets_file or inventory.with_name(f"{inv.data['cluster']}.secrets.yaml")
+    site_secrets, made_secrets = load_secrets(secrets_file)
+    docs = {}
+    for node in inv.nodes:
+        doc = node_document(inv, node, site_secrets)
+        document.validate(doc, f"document of {node['name']}")  # the agent would refuse it otherwise
+        docs[node["name"]] = doc
+    if made_secrets:
+        save_secrets(secrets_file, site_secrets)
+    progress(f"secrets: {secrets_file} ({'made ' + str(len(made_secrets)) if made_secrets else 'reused'})")
+    out.mkdir(parents=True, exist_ok=True)
+    os.chmod(out, 0o700)
+    scratch = Path(tempfile.mkdtemp(prefix=".seed-", dir=out))
+    result: dict[str, list[str]] = {}
+    try:
+        for name, doc in docs.items():
+            result[name] = build_node(scratch / name, doc, formats)
+        for name in docs:
+            final, old = out / name, out / f".{name}.old"
+            if final.exists():
+                final.rename(old)
+            (scratch / name).rename(final)
+            shutil.rmtree(old, ignore_errors=True)
+            progress(f"{name}: {', '.join(result[name])}")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return result

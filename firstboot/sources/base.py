@@ -1,0 +1,17 @@
+"""What every metadata source returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Found:
+    source: str  # nocloud, configdrive, http, cloud-init, file
+    where: str  # the directory, image, URL or file it came from
+    text: str  # the document's YAML/JSON text
+
+
+def under(root: Path, path: str) -> Path:
+    return root / path.lstrip("/")

@@ -1,0 +1,80 @@
+"""The agent's record of each step: status, times, errors. Written atomically after every change."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from firstboot.files import atomic_write
+
+DEFAULT_PATH = "/var/lib/goldstack/state.json"
+PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
+
+
+def _now() -> float:
+    return round(time.time(), 3)
+
+
+class StateStore:
+    """A JSON file: {"agent": {...}, "steps": {name: {...}}}. A crash leaves the last complete write."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.data: dict[str, Any] = self._load()
+
+    def _load(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return {"agent": {}, "steps": {}}
+        except json.JSONDecodeError:
+            # Only a hand edit can do this (writes are atomic); start afresh and say so in the record.
+            return {"agent": {"note": f"{self.path} was unreadable and was reset"}, "steps": {}}
+        data.setdefault("agent", {})
+        data.setdefault("steps", {})
+        return data
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        atomic_write(self.path, (json.dumps(self.data, indent=2, sort_keys=True) + "\n").encode(), 0o600)
+
+    def step(self, name: str) -> dict[str, Any]:
+        return self.data["steps"].setdefault(name, {"status": PENDING, "runs": 0})
+
+    def begin_run(self, **info: Any) -> None:
+        agent = self.data["agent"]
+        agent.update(info)
+        agent.update({"status": RUNNING, "started": _now(), "finished": None, "pid": os.getpid(), "error": None})
+        self.save()
+
+    def end_run(self, status: str, error: str | None = None) -> None:
+        self.data["agent"].update({"status": status, "finished": _now(), "error": error})
+        self.save()
+
+    def start(self, name: str) -> None:
+        rec = self.step(name)
+        rec.update({"status": RUNNING, "started": _now(), "finished": None, "error": None})
+        rec["runs"] = rec.get("runs", 0) + 1
+        self.save()
+
+    def finish(self, name: str, detail: str | None, already: bool = False) -> None:
+        rec = self.step(name)
+        now = _now()
+        if already:
+            # Found done without running it: keep the times of the run that did the work.
+            rec.update({"status": DONE, "checked": now, "error": None})
+            rec.setdefault("detail", detail)
+        else:
+            rec.update({"status": DONE, "finished": now, "error": None, "detail": detail,
+                        "seconds": round(now - rec.get("started", now), 3)})
+        self.save()
+
+    def fail(self, name: str, error: str) -> None:
+        rec = self.step(name)
+        now = _now()
+        rec.update({"status": FAILED, "finished": now, "error": error,
+                    "seconds": round(now - rec.get("started", now), 3)})
+        self.save()

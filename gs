@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Goldstack's one entry point on a development or CI host (Debian 12 or 13).
+# It installs what it needs itself, then runs: ./gs help
+set -euo pipefail
+cd "$(dirname "$(readlink -f "$0")")"
+TOP=$PWD
+VENV=$TOP/.venv
+
+log() { printf '[gs] %s\n' "$*" >&2; }
+
+need_root_for_apt() {
+  if [ "$(id -u)" != 0 ]; then
+    if command -v sudo >/dev/null; then echo sudo; else
+      log "installing Debian packages needs root (or sudo): $*"; exit 2; fi
+  fi
+}
+
+# ensure_debs PKG...: install the Debian packages that are missing (one apt-get update per run).
+ensure_debs() {
+  local missing=() p
+  for p in "$@"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  local SUDO; SUDO=$(need_root_for_apt "${missing[*]}")
+  log "installing Debian packages: ${missing[*]}"
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# ensure_venv: a virtualenv with the project and its dev tools, rebuilt when pyproject.toml changes.
+ensure_venv() {
+  local stamp; stamp=$(sha256sum pyproject.toml | cut -c1-16)
+  if [ -x "$VENV/bin/python" ] && [ "$(cat "$VENV/.gs-stamp" 2>/dev/null)" = "$stamp" ]; then return 0; fi
+  if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' 2>/dev/null; then
+    ensure_debs python3-venv
+  fi
+  log "preparing $VENV (pyproject changed or first run)"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --upgrade pip
+  "$VENV/bin/pip" install -q -e ".[dev]"
+  echo "$stamp" > "$VENV/.gs-stamp"
+}
+
+usage() {
+  cat <<'USAGE'
+usage: ./gs COMMAND [ARGS...]
+
+  seed INVENTORY [--out DIR]   make per-node seeds (NoCloud dir + ISO, ConfigDrive, node.yaml) and the
+                               site secrets file from an inventory; see docs/seed.md
+  agent ARGS...                run the first-boot agent (python -m firstboot ARGS...)
+  test [PYTEST ARGS...]        lint (ruff) and run the whole test suite, installing what it needs
+  bench                        run the benchmarks in bench/ and write JSON to bench/results/
+  help                         this text
+
+Everything is installed on first use: a venv in .venv from pyproject.toml, and Debian packages.
+USAGE
+}
+
+cmd=${1:-help}; shift || true
+case "$cmd" in
+  seed)
+    ensure_venv
+    exec "$VENV/bin/python" -m firstboot seed "$@" ;;
+  agent)
+    ensure_venv
+    exec "$VENV/bin/python" -m firstboot "$@" ;;
+  test)
+    ensure_venv
+    log "ruff check"
+    "$VENV/bin/ruff" check .
+    log "pytest"
+    exec "$VENV/bin/python" -m pytest "$@" ;;
+  bench)
+    ensure_venv
+    mkdir -p bench/results
+    for b in bench/*.py; do log "bench $b"; "$VENV/bin/python" "$b" --out "bench/results/$(basename "$b" .py).json"; done ;;
+  help|-h|--help) usage ;;
+  *) usage >&2; exit 2 ;;
+esac

@@ -1,0 +1,56 @@
+"""Shared fixtures: a small valid site, built through the real seed code."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from firstboot import secrets as secretspec
+from firstboot import seed
+
+LAB = {
+    "cluster": "testlab",
+    "region": "RegionOne",
+    "vip": "10.99.0.10",
+    "networks": {"management": "10.99.0.0/24"},
+    "nodes": [
+        {"name": "ctl1", "role": "controller", "addresses": {"management": "10.99.0.11"}},
+        {"name": "ctl2", "role": "controller", "addresses": {"management": "10.99.0.12"}},
+        {"name": "ctl3", "role": "controller", "addresses": {"management": "10.99.0.13"}},
+        {"name": "cmp1", "role": "compute", "addresses": {"management": "10.99.0.21"}},
+        {"name": "sto1", "role": "storage", "addresses": {"management": "10.99.0.31"}},
+    ],
+}
+
+
+@pytest.fixture(scope="session")
+def site_secrets() -> dict[str, Any]:
+    return secretspec.generate_missing({})[0]
+
+
+@pytest.fixture
+def inventory() -> dict[str, Any]:
+    return copy.deepcopy(LAB)
+
+
+def make_doc(inv: dict[str, Any], name: str, site_secrets: dict[str, Any]) -> dict[str, Any]:
+    inventory = seed.Inventory(inv, inv["nodes"])
+    node = next(n for n in inv["nodes"] if n["name"] == name)
+    return seed.node_document(inventory, node, site_secrets)
+
+
+@pytest.fixture
+def doc_of(inventory, site_secrets):
+    """doc_of("ctl1") -> a fresh, valid node document (a plain dict the test may break)."""
+    return lambda name: make_doc(inventory, name, site_secrets)
+
+
+@pytest.fixture
+def inventory_file(tmp_path: Path, inventory) -> Path:
+    path = tmp_path / "site.yaml"
+    path.write_text(yaml.safe_dump(inventory))
+    return path
