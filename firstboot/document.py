@@ -159,9 +159,9 @@ class Checker:
 
     def string(self, data: dict, key: str, path: str, pattern: re.Pattern | None = None,
                hint: str = "") -> str | None:
-        value = data.get(key)
-        if value is None:
+        if key not in data:
             return None
+        value = data[key]
         if not isinstance(value, str) or not value:
             self.add(f"{path}.{key}", "must be a non-empty string")
             return None

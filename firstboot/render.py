@@ -173,6 +173,9 @@ def render_tree(doc: Document, facts: Facts | None = None) -> dict[str, Rendered
         except jinja2.UndefinedError as exc:
             failures.append(f"{spec.path} ({name}): missing value: {exc.message}")
             continue
+        except KeyError as exc:  # a context helper looked up a value the document lacks
+            failures.append(f"{spec.path} ({name}): missing value: {exc.args[0]!r}")
+            continue
         except jinja2.TemplateError as exc:
             failures.append(f"{spec.path} ({name}): template error: {exc}")
             continue

@@ -170,7 +170,8 @@ def _iso_path(rel: str) -> str:
 def _tree(root: Path, files: dict[str, bytes]) -> None:
     for name, content in files.items():
         target = root / name
-        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for directory in reversed(target.relative_to(root).parents):
+            (root / directory).mkdir(mode=0o700, exist_ok=True)
         target.write_bytes(content)
         target.chmod(0o600)
 

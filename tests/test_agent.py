@@ -1,0 +1,129 @@
+"""The agent end to end through its CLI: seed -> discover -> validate -> steps -> status."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from firstboot import seed
+from firstboot.agent import SUCCESS_MARK
+from tests.metadata_server import MetadataServer
+
+TOP = Path(__file__).resolve().parent.parent
+
+
+def agent(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "firstboot", *args], cwd=TOP, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture
+def node_root(tmp_path, doc_of) -> tuple[Path, Path]:
+    """A node's root with its NoCloud seed where cloud-init's seed directory would be."""
+    root = tmp_path / "root"
+    seed.build_node(tmp_path / "seed", doc_of("ctl1"), ("nocloud", "file"))
+    (root / "var/lib/cloud/seed").mkdir(parents=True)
+    (tmp_path / "seed/nocloud").rename(root / "var/lib/cloud/seed/nocloud")
+    (root / "etc").mkdir()
+    (root / "etc/hosts").write_text("127.0.0.1 localhost\n")
+    return root, tmp_path / "seed/node.yaml"
+
+
+def test_first_boot_then_nothing_on_the_second(node_root, doc_of):
+    root, _ = node_root
+    first = agent("run", "--root", str(root), "--no-chown")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert SUCCESS_MARK in first.stdout and "node=ctl1 role=controller ran=2" in first.stdout
+    hosts = (root / "etc/hosts").read_text()
+    assert "10.99.0.13 ctl3" in hosts and hosts.startswith("127.0.0.1 localhost\n")
+    nova = root / "etc/nova/nova.conf"
+    assert nova.is_file() and nova.stat().st_mode & 0o777 == 0o640
+    mtime = nova.stat().st_mtime_ns
+
+    second = agent("run", "--root", str(root), "--no-chown")
+    assert second.returncode == 0
+    assert "ran=0 already-done=2" in second.stdout
+    assert nova.stat().st_mtime_ns == mtime
+
+    status = agent("status", "--root", str(root))
+    assert status.returncode == 0
+    assert "node ctl1 (controller, cluster testlab): done" in status.stdout
+    assert any(line.split()[:3] == ["config", "done", "1"] for line in status.stdout.splitlines())
+    data = json.loads(agent("status", "--root", str(root), "--json").stdout)
+    assert data["agent"]["source"] == "nocloud" and data["steps"]["hosts"]["status"] == "done"
+    assert "nova" in data["agent"]["restart_pending"]
+
+
+def test_no_secret_reaches_the_logs_or_state(node_root, doc_of):
+    root, _ = node_root
+    secrets = doc_of("ctl1")["secrets"]
+    result = agent("run", "--root", str(root), "--no-chown", "-v")
+    state = (root / "var/lib/goldstack/state.json").read_text()
+    for value in secrets.values():
+        for item in value if isinstance(value, list) else [value]:
+            assert str(item) not in result.stdout + result.stderr
+            assert str(item) not in state
+    assert (root / "var/lib/goldstack/state.json").stat().st_mode & 0o777 == 0o600
+
+
+def test_agent_reads_the_metadata_service(tmp_path, doc_of):
+    seed.build_node(tmp_path / "seed", doc_of("cmp1"), ("nocloud",))
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    with MetadataServer((tmp_path / "seed/nocloud/user-data").read_text()) as server:
+        result = agent("run", "--root", str(root), "--no-chown", "--source", "http", "--metadata-url", server.url)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "document from http" in result.stdout and "role=compute" in result.stdout
+    assert (root / "etc/nova/nova.conf").is_file()
+
+
+def test_invalid_document_writes_nothing(tmp_path, doc_of):
+    data = doc_of("ctl1")
+    data["peers"]["controller"].pop()
+    doc_file = tmp_path / "node.yaml"
+    import yaml
+
+    doc_file.write_text(yaml.safe_dump(data))
+    root = tmp_path / "root"
+    root.mkdir()
+    result = agent("run", "--root", str(root), "--no-chown", "--document", str(doc_file))
+    assert result.returncode == 3
+    assert "peers.controller: lists 2 controllers" in result.stderr
+    assert [p for p in root.rglob("*") if p.is_file() and p.name != "goldstack-firstboot.lock"] == []
+
+
+def test_no_metadata_exits_4(tmp_path):
+    result = agent("run", "--root", str(tmp_path), "--no-chown", "--source", "nocloud")
+    assert result.returncode == 4 and "no Goldstack document found" in result.stderr
+
+
+def test_a_second_agent_waits_its_turn(node_root):
+    import fcntl
+    import os
+
+    root, _ = node_root
+    lock = root / "run/goldstack-firstboot.lock"
+    lock.parent.mkdir(parents=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        result = agent("run", "--root", str(root), "--no-chown")
+    finally:
+        os.close(fd)
+    assert result.returncode == 5 and "another goldstack-firstboot run holds" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["", "run", "validate", "render", "status", "seed"])
+def test_help_teaches(command):
+    result = agent(*([command] if command else []), "--help")
+    assert result.returncode == 0
+    assert "exit codes:" in result.stdout
+    if command:
+        assert "example" in result.stdout
+    else:
+        for sub in ("run", "validate", "render", "status", "seed"):
+            assert sub in result.stdout

@@ -1,0 +1,149 @@
+"""The step engine: ordering, resume after SIGKILL, nothing twice, failures recorded and retried."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from firstboot import document
+from firstboot.logsetup import REDACT, setup
+from firstboot.render import Facts
+from firstboot.state import StateStore
+from firstboot.steps.base import Context, Step, StepOrderError, ordered, run_steps
+
+TOP = Path(__file__).resolve().parent.parent
+
+
+def wait_for(predicate, timeout: float = 30, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+class Named(Step):
+    def __init__(self, name, after=(), roles=None):
+        self.name, self.after = name, after
+        if roles:
+            self.roles = frozenset(roles)
+
+
+def test_order_follows_after_and_declaration():
+    steps = [Named("c", after=("b",)), Named("a"), Named("b", after=("a",)), Named("d")]
+    assert [s.name for s in ordered(steps, "controller")] == ["a", "b", "c", "d"]
+
+
+def test_order_filters_by_role_and_ignores_absent_dependencies():
+    steps = [Named("galera", roles={"controller"}), Named("compute", after=("galera",), roles={"compute"})]
+    assert [s.name for s in ordered(steps, "compute")] == ["compute"]
+
+
+def test_order_rejects_cycles():
+    with pytest.raises(StepOrderError, match="cycle"):
+        ordered([Named("a", after=("b",)), Named("b", after=("a",))], "controller")
+
+
+def _run_harness(workdir: Path, doc_file: Path, **kw) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "tests.engine_harness", str(workdir), str(doc_file)], cwd=TOP,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+
+
+def test_resume_after_sigkill_runs_nothing_twice(tmp_path, doc_of):
+    doc_file = tmp_path / "node.yaml"
+    doc_file.write_text(yaml.safe_dump(doc_of("ctl1")))
+    work = tmp_path / "work"
+    work.mkdir()
+    proc = _run_harness(work, doc_file)
+    try:
+        wait_for(lambda: "slow start" in (work / "log").read_text() if (work / "log").exists() else False,
+                 what="the slow step to start")
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        proc.kill()
+    state = json.loads((work / "state.json").read_text())
+    assert state["steps"]["first"]["status"] == "done"
+    assert state["steps"]["slow"]["status"] == "running"  # what a kill leaves behind
+    assert "third" not in state["steps"]
+
+    (work / "release").write_text("go")
+    proc = _run_harness(work, doc_file)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    log = (work / "log").read_text().splitlines()
+    assert log == ["first start", "first end", "slow start", "slow start", "slow end", "third start", "third end"]
+    state = json.loads((work / "state.json").read_text())
+    assert {n: r["status"] for n, r in state["steps"].items()} == {"first": "done", "slow": "done", "third": "done"}
+    assert state["steps"]["slow"]["runs"] == 2 and state["steps"]["first"]["runs"] == 1
+
+    proc = _run_harness(work, doc_file)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    assert out.count("already done") == 3
+    assert len((work / "log").read_text().splitlines()) == len(log)
+
+
+class Flaky(Step):
+    name = "flaky"
+    description = "fails once"
+
+    def __init__(self, secret: str):
+        self.secret = secret
+        self.calls = 0
+
+    def done(self, ctx):
+        return self.calls >= 2
+
+    def run(self, ctx):
+        self.calls += 1
+        if self.calls == 1:
+            raise RuntimeError(f"could not log in with password {self.secret}")
+        return "ok"
+
+
+def test_failure_is_recorded_redacted_and_retried(tmp_path, doc_of, capsys):
+    doc = document.validate(doc_of("ctl1"))
+    secret = doc.secrets["db_nova"]
+    REDACT.add([secret])
+    setup()
+    state = StateStore(tmp_path / "state.json")
+    ctx = Context(doc=doc, root=tmp_path, facts=Facts(), state=state, set_owner=False)
+    step = Flaky(secret)
+    first = run_steps([step], ctx)
+    assert not first.ok and first.failed == "flaky"
+    recorded = json.loads((tmp_path / "state.json").read_text())["steps"]["flaky"]
+    assert recorded["status"] == "failed" and "password ***" in recorded["error"]
+    logging.getLogger("goldstack").info("connecting with %s", secret)
+    second = run_steps([step], ctx)
+    assert second.ok and second.ran == ["flaky"]
+    out = capsys.readouterr().out
+    assert "connecting with ***" in out
+    assert secret not in out and secret not in (tmp_path / "state.json").read_text()
+
+
+class NeverDone(Step):
+    name = "liar"
+    description = "claims work but never gets there"
+
+    def done(self, ctx):
+        return False
+
+    def run(self, ctx):
+        return None
+
+
+def test_a_step_whose_check_still_fails_is_a_failure(tmp_path, doc_of):
+    doc = document.validate(doc_of("cmp1"))
+    ctx = Context(doc=doc, root=tmp_path, facts=Facts(), state=StateStore(tmp_path / "s.json"), set_owner=False)
+    result = run_steps([NeverDone()], ctx)
+    assert not result.ok and "done() check still fails" in result.error

@@ -1,0 +1,210 @@
+"""The whole tree renders for every role, parses, merges overrides, and is written atomically."""
+
+from __future__ import annotations
+
+import configparser
+import os
+import pwd
+from pathlib import Path
+
+import pytest
+
+from firstboot import catalog, document, files, render
+from firstboot.errors import GoldstackError
+
+FACTS = render.Facts(management_interface="eth0", virt_type="qemu")
+
+
+def tree_of(doc_dict) -> dict[str, render.RenderedFile]:
+    return render.render_tree(document.validate(doc_dict), FACTS)
+
+
+def ini(rendered: render.RenderedFile) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.read_string(rendered.content.decode())
+    return parser
+
+
+@pytest.mark.parametrize("name", ["ctl1", "cmp1", "sto1"])
+def test_every_file_of_every_role_renders_and_parses(doc_of, name):
+    doc = document.validate(doc_of(name))
+    tree = render.render_tree(doc, FACTS)
+    expected = {f.path for f in catalog.files_for(doc)}
+    assert set(tree) == expected and tree
+    for path, f in tree.items():
+        assert b"{{" not in f.content and b"{%" not in f.content, path
+        if f.service != "openrc" and path.endswith((".conf", ".ini")) and f.content.lstrip().startswith(b"["):
+            ini(f)  # raises on a syntax error
+
+
+def test_controller_tree_has_every_service(doc_of):
+    tree = tree_of(doc_of("ctl1"))
+    for path in ("/etc/keystone/keystone.conf", "/etc/glance/glance-api.conf", "/etc/placement/placement.conf",
+                 "/etc/nova/nova.conf", "/etc/neutron/neutron.conf", "/etc/neutron/plugins/ml2/ml2_conf.ini",
+                 "/etc/neutron/plugins/ml2/linuxbridge_agent.ini", "/etc/neutron/dhcp_agent.ini",
+                 "/etc/neutron/metadata_agent.ini", "/etc/neutron/l3_agent.ini", "/etc/cinder/cinder.conf",
+                 "/etc/openstack-dashboard/local_settings.py", "/etc/mysql/mariadb.conf.d/99-goldstack.cnf",
+                 "/etc/rabbitmq/rabbitmq.conf", "/etc/memcached.conf", "/etc/haproxy/haproxy.cfg",
+                 "/etc/keepalived/keepalived.conf", "/etc/chrony/chrony.conf", "/etc/ceph/ceph.conf"):
+        assert path in tree, path
+
+
+def test_quorum_queues_and_every_controller_in_transport_url(doc_of):
+    nova = ini(tree_of(doc_of("cmp1"))["/etc/nova/nova.conf"])
+    rabbit = nova["oslo_messaging_rabbit"]
+    assert rabbit["rabbit_quorum_queue"] == "true" and rabbit["rabbit_transient_quorum_queue"] == "true"
+    assert rabbit["use_queue_manager"] == "true"
+    url = nova["DEFAULT"]["transport_url"]
+    assert all(f"@10.99.0.1{i}:5672" in url for i in (1, 2, 3))
+    assert nova["libvirt"]["virt_type"] == "qemu"
+
+
+def test_galera_config_lists_all_controllers(doc_of):
+    cnf = ini(tree_of(doc_of("ctl2"))["/etc/mysql/mariadb.conf.d/99-goldstack.cnf"])
+    galera = cnf["galera"]
+    assert galera["wsrep_cluster_address"] == "gcomm://10.99.0.11,10.99.0.12,10.99.0.13"
+    assert galera["wsrep_node_address"] == "10.99.0.12"
+    assert "pc.recovery=TRUE" in galera["wsrep_provider_options"]
+    assert "gcache.recover=yes" in galera["wsrep_provider_options"]
+
+
+def test_same_fernet_keys_on_every_controller(doc_of):
+    trees = [tree_of(doc_of(n)) for n in ("ctl1", "ctl2", "ctl3")]
+    for key in ("/etc/keystone/fernet-keys/0", "/etc/keystone/fernet-keys/1", "/etc/keystone/credential-keys/1"):
+        assert len({t[key].content for t in trees}) == 1
+
+
+def test_secret_files_modes_and_groups(doc_of):
+    tree = tree_of(doc_of("ctl1"))
+    nova = tree["/etc/nova/nova.conf"]
+    assert (nova.owner, nova.group, nova.mode) == ("root", "nova", 0o640)
+    cookie = tree["/var/lib/rabbitmq/.erlang.cookie"]
+    assert (cookie.owner, cookie.mode) == ("rabbitmq", 0o400)
+    assert tree["/etc/keystone/fernet-keys/0"].mode == 0o600
+    secrets = document.validate(doc_of("ctl1")).secrets
+    for path, f in tree.items():
+        if secrets["db_nova"].encode() in f.content or secrets["mariadb_sst"].encode() in f.content:
+            assert f.mode & 0o007 == 0, f"{path} holds a secret but is world-readable"
+
+
+def test_overrides_replace_and_add(doc_of):
+    data = doc_of("ctl1")
+    data["overrides"] = {"nova": {"DEFAULT": {"debug": True, "cpu_allocation_ratio": 4.0},
+                                  "quota": {"instances": 50}},
+                         "galera": {"mysqld": {"max_connections": 2000}}}
+    tree = tree_of(data)
+    nova = ini(tree["/etc/nova/nova.conf"])
+    assert nova["DEFAULT"]["debug"] == "true"
+    assert nova["DEFAULT"]["cpu_allocation_ratio"] == "4.0"
+    assert nova["quota"]["instances"] == "50"
+    assert tree["/etc/nova/nova.conf"].content.decode().count("debug =") == 1
+    assert ini(tree["/etc/mysql/mariadb.conf.d/99-goldstack.cnf"])["mysqld"]["max_connections"] == "2000"
+
+
+def test_lvm_backend_renders_iscsi_settings(doc_of, inventory, site_secrets):
+    data = doc_of("sto1")
+    data["options"] = {"cinder_backend": "lvm"}
+    tree = tree_of(data)
+    cinder = ini(tree["/etc/cinder/cinder.conf"])
+    assert cinder["DEFAULT"]["enabled_backends"] == "lvm"
+    assert cinder["lvm"]["target_helper"] == "tgtadm" and cinder["lvm"]["volume_group"] == "cinder-volumes"
+    assert "/etc/tgt/conf.d/cinder.conf" in tree
+    assert "/etc/ceph/ceph.client.cinder.keyring" not in tree
+
+
+def test_missing_value_aborts_before_writing(doc_of):
+    doc = document.validate(doc_of("ctl1"))
+    broken = {k: v for k, v in doc.secrets.items() if k not in ("db_glance", "erlang_cookie")}
+    object.__setattr__(doc, "secrets", broken)  # a document the validator would refuse, to reach the renderer
+    with pytest.raises(render.RenderError) as info:
+        render.render_tree(doc, FACTS)
+    message = str(info.value)
+    assert "nothing was written" in message
+    assert "glance-api.conf (glance/glance-api.conf.j2): missing value: 'db_glance'" in message
+    assert ".erlang.cookie (rabbitmq/erlang.cookie.j2): missing value:" in message
+
+
+def test_unchanged_files_are_not_rewritten_and_changes_are_reported(doc_of, tmp_path):
+    tree = tree_of(doc_of("ctl1"))
+    first = files.apply_files(tree.values(), tmp_path, set_owner=False)
+    assert len(first.written) == len(tree) and "nova" in first.changed_services
+    nova_path = tmp_path / "etc/nova/nova.conf"
+    inode = nova_path.stat().st_ino
+    assert oct(nova_path.stat().st_mode & 0o777) == oct(0o640)
+    second = files.apply_files(tree.values(), tmp_path, set_owner=False)
+    assert second.written == [] and second.changed_services == set()
+    assert nova_path.stat().st_ino == inode
+    data = doc_of("ctl1")
+    data["overrides"] = {"glance-api": {"DEFAULT": {"workers": 2}}}
+    third = files.apply_files(tree_of(data).values(), tmp_path, set_owner=False)
+    assert third.written == ["/etc/glance/glance-api.conf"] and third.changed_services == {"glance"}
+    assert nova_path.stat().st_ino == inode
+    assert not list(tmp_path.rglob("*.goldstack-tmp"))
+
+
+def test_mode_drift_is_repaired(doc_of, tmp_path):
+    tree = tree_of(doc_of("cmp1"))
+    files.apply_files(tree.values(), tmp_path, set_owner=False)
+    target = tmp_path / "etc/nova/nova.conf"
+    target.chmod(0o644)
+    report = files.apply_files(tree.values(), tmp_path, set_owner=False)
+    assert report.written == ["/etc/nova/nova.conf"]
+    assert target.stat().st_mode & 0o777 == 0o640
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="setting owners needs root")
+def test_owners_are_set_and_a_missing_account_writes_nothing(tmp_path):
+    nobody = pwd.getpwnam("nobody")
+    good = render.RenderedFile("/etc/x/a.conf", b"a\n", "nobody", "root", 0o640, "x")
+    files.apply_files([good], tmp_path, set_owner=True)
+    st = (tmp_path / "etc/x/a.conf").stat()
+    assert (st.st_uid, st.st_gid) == (nobody.pw_uid, 0)
+    bad = render.RenderedFile("/etc/x/b.conf", b"b\n", "no-such-user-gs", "root", 0o640, "x")
+    other = render.RenderedFile("/etc/x/c.conf", b"c\n", "root", "root", 0o640, "x")
+    with pytest.raises(GoldstackError, match="no-such-user-gs"):
+        files.apply_files([other, bad], tmp_path, set_owner=True)
+    assert not (tmp_path / "etc/x/c.conf").exists() and not (tmp_path / "etc/x/b.conf").exists()
+
+
+def test_atomic_write_leaves_old_content_when_interrupted(tmp_path, monkeypatch):
+    target = tmp_path / "f.conf"
+    files.atomic_write(target, b"old\n", 0o644)
+
+    def boom(*_):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "fsync", boom)
+    with pytest.raises(OSError):
+        files.atomic_write(target, b"new\n", 0o644)
+    assert target.read_bytes() == b"old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["f.conf"]
+
+
+def test_haproxy_prefers_one_galera_writer(doc_of):
+    cfg = tree_of(doc_of("ctl3"))["/etc/haproxy/haproxy.cfg"].content.decode()
+    assert "server ctl1 10.99.0.11:3306 check\n" in cfg
+    assert "server ctl2 10.99.0.12:3306 check backup" in cfg
+    for api in catalog.APIS:
+        assert f"bind 10.99.0.10:{catalog.PORTS[api.name]}" in cfg
+
+
+def test_horizon_settings_are_python(doc_of):
+    text = tree_of(doc_of("ctl1"))["/etc/openstack-dashboard/local_settings.py"].content.decode()
+    compile(text, "local_settings.py", "exec")
+    assert 'OPENSTACK_KEYSTONE_URL = "http://10.99.0.10:5000/v3"' in text
+
+
+def test_render_cli_preview(doc_of, tmp_path):
+    import subprocess
+    import sys
+
+    import yaml
+
+    doc_file = tmp_path / "node.yaml"
+    doc_file.write_text(yaml.safe_dump(doc_of("sto1")))
+    out = tmp_path / "preview"
+    proc = subprocess.run([sys.executable, "-m", "firstboot", "render", "--document", str(doc_file),
+                           "--out", str(out)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "etc/ceph/ceph.conf").is_file()
+    assert "0600 root:root" in proc.stdout and Path(out / "etc/cinder/cinder.conf").stat().st_mode & 0o777 == 0o640
