@@ -40,10 +40,23 @@ ensure_venv() {
   echo "$stamp" > "$VENV/.gs-stamp"
 }
 
+# ensure_docker: a Docker engine answering on this host (installed and started if needed).
+ensure_docker() {
+  ensure_debs docker.io debootstrap
+  if docker info >/dev/null 2>&1; then return 0; fi
+  log "starting dockerd (log: /var/log/goldstack-dockerd.log)"
+  local SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO sh -c 'nohup dockerd --iptables=false >/var/log/goldstack-dockerd.log 2>&1 &'
+  local i
+  for i in $(seq 1 60); do docker info >/dev/null 2>&1 && return 0; sleep 1; done
+  log "dockerd did not answer within 60 s; see /var/log/goldstack-dockerd.log"; exit 1
+}
+
 usage() {
   cat <<'USAGE'
 usage: ./gs COMMAND [ARGS...]
 
+  build --role ROLE [...]      build golden images (python build.py --help); starts Docker if needed
   seed INVENTORY [--out DIR]   make per-node seeds (NoCloud dir + ISO, ConfigDrive, node.yaml) and the
                                site secrets file from an inventory; see docs/seed.md
   agent ARGS...                run the first-boot agent (python -m firstboot ARGS...)
@@ -57,6 +70,10 @@ USAGE
 
 cmd=${1:-help}; shift || true
 case "$cmd" in
+  build)
+    ensure_venv
+    ensure_docker
+    exec "$VENV/bin/python" build.py "$@" ;;
   seed)
     ensure_venv
     exec "$VENV/bin/python" -m firstboot seed "$@" ;;
@@ -65,6 +82,7 @@ case "$cmd" in
     exec "$VENV/bin/python" -m firstboot "$@" ;;
   test)
     ensure_venv
+    ensure_docker
     log "ruff check"
     "$VENV/bin/ruff" check .
     log "pytest"

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from firstboot.document import Document
 
 CONTROLLER, COMPUTE, STORAGE = "controller", "compute", "storage"
+ROLES = (CONTROLLER, COMPUTE, STORAGE)
 
 # TCP ports. API services bind the node's management address; HAProxy binds the same port on the VIP.
 PORTS: dict[str, int] = {

@@ -102,6 +102,15 @@ def cmd_seed(args: argparse.Namespace) -> int:
     return errors.EXIT_OK
 
 
+def cmd_units(args: argparse.Namespace) -> int:
+    from firstboot import catalog
+
+    roles = catalog.ROLES if args.all else (args.role,)
+    units = sorted({u for service in catalog.UNITS for role in roles for u in catalog.units_of(service, role)})
+    print("\n".join(units))
+    return errors.EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m firstboot", description=DESCRIPTION, epilog=EXIT_CODES,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -164,6 +173,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--formats", default=",".join(seed.FORMATS),
                    help="comma-separated subset of " + ", ".join(seed.FORMATS) + " (default: all)")
     p.set_defaults(func=cmd_seed)
+
+    p = add("units", "list the systemd units the agent manages for a role",
+            "Print the systemd units of a role's services, one per line, from the agent's catalog. Image "
+            "builds use it to keep these units disabled until the agent has configured them.",
+            "examples:\n  python -m firstboot units --role compute\n  python -m firstboot units --all")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--role", choices=document.ROLES)
+    which.add_argument("--all", action="store_true", help="every role's units")
+    p.set_defaults(func=cmd_units)
     return parser
 
 

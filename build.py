@@ -1,0 +1,427 @@
+#!/usr/bin/env python3
+"""Build Goldstack golden images: `python build.py --role compute`.
+
+What a role contains is defined once, by the diskimage-builder elements in elements/. The docker
+format applies those same elements in cached layers (base -> common -> OpenStack -> role -> agent)
+on a debootstrapped Debian base, so no registry is needed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+TOP = Path(__file__).resolve().parent
+ELEMENTS = TOP / "elements"
+CONTAINERS = TOP / "containers"
+ROLES = ("controller", "compute", "storage")
+FORMATS = ("docker", "qcow2")
+RELEASE = "trixie"
+OPENSTACK_RELEASE = "2025.1"
+DEFAULT_MIRROR = "http://deb.debian.org/debian"
+IMAGE_REPO = "goldstack"
+MIN_FREE_GB = 15
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PREREQ = 0, 1, 2, 3
+EXIT_CODES = """\
+exit codes:
+  0  every artifact built       1  a build failed (its log is named)
+  2  bad command line           3  a prerequisite is missing (nothing was built)
+"""
+
+
+def version() -> str:
+    from firstboot import __version__
+
+    return __version__
+
+
+class Prerequisite(Exception):
+    """Something the build needs is missing; the message says how to fix it."""
+
+
+class BuildFailed(Exception):
+    pass
+
+
+# ---------------------------------------------------------------- elements
+
+
+def element_deps(name: str) -> list[str]:
+    path = ELEMENTS / name / "element-deps"
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def layer_order(role: str) -> list[str]:
+    """Goldstack elements of a role, in cache-friendly layer order: what changes least comes first."""
+    seen: list[str] = []
+
+    def visit(name: str) -> None:
+        if not (ELEMENTS / name).is_dir() or name in seen:
+            return  # a diskimage-builder element (package-installs, install-static): built into DIB itself
+        for dep in element_deps(name):
+            if dep != "goldstack-agent":
+                visit(dep)
+        seen.append(name)
+
+    visit(f"goldstack-{role}")
+    return [*seen, "goldstack-agent"]
+
+
+def element_packages(name: str) -> list[str]:
+    path = ELEMENTS / name / "package-installs.yaml"
+    if not path.exists():
+        return []
+    data = yaml.safe_load(path.read_text()) or {}
+    return [pkg for pkg, opts in data.items() if not (isinstance(opts, dict) and opts.get("uninstall"))]
+
+
+def role_packages(role: str) -> set[str]:
+    return {p for e in layer_order(role) for p in element_packages(e)}
+
+
+# ---------------------------------------------------------------- running commands
+
+
+def run(cmd: list[str], log: Path | None = None, **kw) -> subprocess.CompletedProcess:
+    if log is None:
+        return subprocess.run(cmd, check=True, text=True, capture_output=True, **kw)
+    with open(log, "a") as handle:
+        handle.write(f"\n$ {' '.join(cmd)}\n")
+        handle.flush()
+        return subprocess.run(cmd, check=True, stdout=handle, stderr=subprocess.STDOUT, **kw)
+
+
+def stream(cmd: list[str], log: Path, progress: Progress) -> int:
+    """Run a command into the log, showing each `Step N/M` line of a docker build as the phase."""
+    with open(log, "a") as handle:
+        handle.write(f"\n$ {' '.join(cmd)}\n")
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            handle.write(line)
+            if line.startswith("Step ") and " : " in line:
+                progress.set("docker build " + line.strip()[:100])
+        return proc.wait()
+
+
+class Progress:
+    """Prints the current phase with its elapsed time every few seconds, so long work shows life."""
+
+    def __init__(self, label: str, interval: float = 15.0):
+        self.label, self.interval = label, interval
+        self.phase = "starting"
+        self.started = time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._tick, daemon=True)
+
+    def _tick(self) -> None:
+        while not self._stop.wait(self.interval):
+            print(f"  {self.label}: {self.phase} ({self.elapsed():.0f}s)", flush=True)
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def set(self, phase: str) -> None:
+        self.phase = phase
+        print(f"  {self.label}: {phase} ({self.elapsed():.0f}s)", flush=True)
+
+    def __enter__(self) -> Progress:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+
+
+# ---------------------------------------------------------------- docker format
+
+
+def docker_ok() -> str | None:
+    if not shutil.which("docker"):
+        return "the docker client is not installed: apt-get install docker.io (or run ./gs build)"
+    try:
+        run(["docker", "info", "--format", "{{.ServerVersion}}"], timeout=20)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
+        return ("no Docker engine answers: start one (`dockerd --iptables=false &`, or `./gs build` starts it) "
+                "and retry")
+    return None
+
+
+def image_exists(ref: str) -> bool:
+    return subprocess.run(["docker", "image", "inspect", ref], capture_output=True).returncode == 0
+
+
+def base_image_ref(mirror: str) -> str:
+    key = hashlib.sha256(f"{RELEASE}|minbase|{mirror}|v1".encode()).hexdigest()[:12]
+    return f"{IMAGE_REPO}/base:{RELEASE}-{key}"
+
+
+def make_base_image(ref: str, mirror: str, log: Path, progress: Progress) -> None:
+    """debootstrap a minimal trixie and import it: works with no container registry."""
+    progress.set(f"debootstrap {RELEASE} from {mirror}")
+    with tempfile.TemporaryDirectory(prefix="goldstack-rootfs-") as tmp:
+        root = Path(tmp) / "root"
+        run(["debootstrap", "--variant=minbase", RELEASE, str(root), mirror], log)
+        security = mirror.rstrip("/") + "-security" if mirror.endswith("/debian") else mirror
+        (root / "etc/apt/sources.list").write_text(
+            f"deb {mirror} {RELEASE} main\ndeb {mirror} {RELEASE}-updates main\n"
+            f"deb {security} {RELEASE}-security main\n")
+        # Keep services from starting inside the build; finish-container removes it.
+        policy = root / "usr/sbin/policy-rc.d"
+        policy.write_text("#!/bin/sh\nexit 101\n")
+        policy.chmod(0o755)
+        for rel in ("var/cache/apt/archives", "var/lib/apt/lists"):
+            for item in (root / rel).glob("*"):
+                if item.is_file():
+                    item.unlink()
+        progress.set("docker import of the base root filesystem")
+        tar = subprocess.Popen(["tar", "-C", str(root), "--numeric-owner", "-c", "."], stdout=subprocess.PIPE)
+        with open(log, "a") as handle:
+            subprocess.run(["docker", "import", "--change", "CMD [\"/bin/bash\"]", "-", ref], stdin=tar.stdout,
+                           stdout=handle, stderr=subprocess.STDOUT, check=True)
+        if tar.wait() != 0:
+            raise BuildFailed("tar of the base root filesystem failed")
+
+
+def dockerfile(role: str, base: str, labels: dict[str, str]) -> str:
+    lines = [
+        "# Generated by build.py from elements/: edit the elements, not this file.",
+        f"FROM {base}",
+        "ENV DEBIAN_FRONTEND=noninteractive container=docker",
+        "COPY apply-element /goldstack-build/apply-element",
+    ]
+    for element in layer_order(role):
+        if element == "goldstack-agent":
+            lines.append("COPY goldstack-src /goldstack-build/goldstack-src")
+        lines += [f"COPY elements/{element} /goldstack-build/elements/{element}",
+                  f"RUN /goldstack-build/apply-element {element}"]
+    lines += ["COPY finish-container /goldstack-build/finish-container",
+              "RUN /goldstack-build/finish-container"]
+    lines += [f"LABEL {k}={json.dumps(v)}" for k, v in labels.items()]
+    lines += ["STOPSIGNAL SIGRTMIN+3", 'CMD ["/sbin/init"]', ""]
+    return "\n".join(lines)
+
+
+def build_context(role: str, base: str, labels: dict[str, str], into: Path) -> None:
+    for element in layer_order(role):
+        shutil.copytree(ELEMENTS / element, into / "elements" / element, symlinks=True)
+        (into / "elements" / element / "packages.txt").write_text("\n".join(element_packages(element)) + "\n")
+    shutil.copytree(TOP / "firstboot", into / "goldstack-src/firstboot",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for script in ("apply-element", "finish-container"):
+        shutil.copy2(CONTAINERS / script, into / script)
+    (into / "Dockerfile").write_text(dockerfile(role, base, labels))
+
+
+def git_commit() -> str:
+    try:
+        return run(["git", "-C", str(TOP), "rev-parse", "--short=12", "HEAD"]).stdout.strip()
+    except (subprocess.CalledProcessError, FileNotFoundError):
+        return "unknown"
+
+
+def labels_for(role: str) -> dict[str, str]:
+    return {
+        "org.goldstack.role": role,
+        "org.goldstack.version": version(),
+        "org.goldstack.commit": git_commit(),
+        "org.goldstack.openstack-release": OPENSTACK_RELEASE,
+        "org.goldstack.debian-release": RELEASE,
+        "org.opencontainers.image.created": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+def spdx_sbom(name: str, packages: list[tuple[str, str, str]]) -> dict:
+    """An SPDX 2.3 JSON document listing the image's Debian packages."""
+    created = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "spdxVersion": "SPDX-2.3",
+        "dataLicense": "CC0-1.0",
+        "SPDXID": "SPDXRef-DOCUMENT",
+        "name": name,
+        "documentNamespace": f"https://goldstack.invalid/spdx/{name}-{created}",
+        "creationInfo": {"created": created, "creators": [f"Tool: goldstack-build-{version()}"]},
+        "packages": [
+            {
+                "name": pkg,
+                "SPDXID": f"SPDXRef-deb-{hashlib.sha1(pkg.encode()).hexdigest()[:12]}",
+                "versionInfo": ver,
+                "downloadLocation": "NOASSERTION",
+                "supplier": "Organization: Debian",
+                "externalRefs": [{"referenceCategory": "PACKAGE-MANAGER", "referenceType": "purl",
+                                  "referenceLocator": f"pkg:deb/debian/{pkg}@{ver}?arch={arch}"}],
+            }
+            for pkg, ver, arch in packages
+        ],
+    }
+
+
+def installed_packages(image: str) -> list[tuple[str, str, str]]:
+    out = run(["docker", "run", "--rm", "--entrypoint", "dpkg-query", image, "-W", "-f",
+               "${Package}\t${Version}\t${Architecture}\n"]).stdout
+    return [tuple(line.split("\t")) for line in out.splitlines() if line.count("\t") == 2]
+
+
+@dataclass
+class Artifact:
+    role: str
+    fmt: str
+    name: str
+    size_bytes: int
+    seconds: float
+    sbom: Path | None
+
+
+def build_docker(role: str, opts: argparse.Namespace, log: Path) -> Artifact:
+    ref = f"{IMAGE_REPO}/{role}:{opts.tag}"
+    with Progress(f"{role}/docker") as progress:
+        base = opts.base_image or base_image_ref(opts.mirror)
+        if not opts.base_image and (opts.no_cache or not image_exists(base)):
+            make_base_image(base, opts.mirror, log, progress)
+        with tempfile.TemporaryDirectory(prefix="goldstack-ctx-") as ctx:
+            build_context(role, base, labels_for(role), Path(ctx))
+            progress.set(f"docker build {ref} (layers: {' > '.join(layer_order(role))})")
+            cmd = ["docker", "build", "--network=host", "-t", ref, ctx]
+            if opts.no_cache:
+                cmd.insert(2, "--no-cache")
+            if stream(cmd, log, progress) != 0:
+                raise BuildFailed(f"docker build of {ref} failed; see {log}")
+        progress.set("package manifest (SPDX)")
+        sbom = opts.output / f"{role}.docker.spdx.json"
+        sbom.write_text(json.dumps(spdx_sbom(f"goldstack-{role}", installed_packages(ref)), indent=1) + "\n")
+        size = int(run(["docker", "image", "inspect", "-f", "{{.Size}}", ref]).stdout.strip())
+        return Artifact(role, "docker", ref, size, progress.elapsed(), sbom)
+
+
+# ---------------------------------------------------------------- CLI
+
+
+def check_prerequisites(roles: list[str], formats: list[str], opts: argparse.Namespace) -> None:
+    problems = []
+    if "docker" in formats:
+        if msg := docker_ok():
+            problems.append(msg)
+        elif not opts.base_image and not image_exists(base_image_ref(opts.mirror)) and not shutil.which("debootstrap"):
+            problems.append("debootstrap is needed to make the base image: apt-get install debootstrap "
+                            "(or pass --base-image debian:trixie if a registry is reachable)")
+    if "qcow2" in formats:
+        problems.append("the qcow2 format is not built by this version yet; use --format docker")
+    opts.output.mkdir(parents=True, exist_ok=True)
+    free_gb = shutil.disk_usage(opts.output).free / 2**30
+    if free_gb < MIN_FREE_GB:
+        problems.append(f"only {free_gb:.1f} GB free at {opts.output}; a build needs {MIN_FREE_GB} GB")
+    if os.geteuid() != 0 and "qcow2" in formats:
+        problems.append("the qcow2 build needs root (diskimage-builder uses sudo)")
+    if problems:
+        raise Prerequisite("\n".join(f"  - {p}" for p in problems))
+
+
+def plan_text(roles: list[str], formats: list[str], opts: argparse.Namespace) -> str:
+    lines = [f"Goldstack {version()} build plan (Debian {RELEASE}, OpenStack {OPENSTACK_RELEASE}, mirror "
+             f"{opts.mirror}):"]
+    for role in roles:
+        for fmt in formats:
+            if fmt == "docker":
+                base = opts.base_image or base_image_ref(opts.mirror)
+                lines.append(f"  {role}/docker -> {IMAGE_REPO}/{role}:{opts.tag}")
+                lines.append(f"      base {base}" + ("" if opts.base_image else " (debootstrap if missing)"))
+                for element in layer_order(role):
+                    pkgs = element_packages(element)
+                    lines.append(f"      layer {element}: {len(pkgs)} packages")
+            else:
+                lines.append(f"  {role}/qcow2 -> {opts.output / (role + '.qcow2')}")
+    return "\n".join(lines)
+
+
+def summary(artifacts: list[Artifact], failures: list[str]) -> str:
+    rows = [("ARTIFACT", "FORMAT", "SIZE", "TIME", "MANIFEST")]
+    for a in artifacts:
+        rows.append((a.name, a.fmt, f"{a.size_bytes / 2**30:.2f} GB", f"{a.seconds:.0f}s", str(a.sbom or "-")))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    text = "\n".join("  ".join(c.ljust(widths[i]) for i, c in enumerate(r)).rstrip() for r in rows)
+    if failures:
+        text += "\n\nfailed:\n" + "\n".join(f"  - {f}" for f in failures)
+    return text
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python build.py", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Build Goldstack golden images of a role: a container image in the local Docker engine "
+                    "(for the compose lab) or a bootable qcow2 (for VMs and bare metal). What each role "
+                    "contains is defined once in elements/.",
+        epilog="examples:\n  python build.py --role compute\n  python build.py --role all --dry-run\n"
+               "  python build.py --role controller --tag dev --no-cache\n\n" + EXIT_CODES)
+    parser.add_argument("--role", required=True, choices=(*ROLES, "all"), help="which role image to build")
+    parser.add_argument("--format", default="docker", choices=(*FORMATS, "all"),
+                        help="docker (default) or qcow2 or all")
+    parser.add_argument("--mirror", default=DEFAULT_MIRROR, help="Debian mirror (default %(default)s)")
+    parser.add_argument("--output", type=Path, default=TOP / "build/images",
+                        help="where manifests and disk images go (default build/images)")
+    parser.add_argument("--tag", default="latest", help="image tag (default %(default)s)")
+    parser.add_argument("--base-image", help="start from this image (e.g. debian:trixie) instead of debootstrap")
+    parser.add_argument("--no-cache", action="store_true", help="rebuild every layer and the base image")
+    parser.add_argument("--jobs", type=int, default=1, help="builds to run at once (default 1: 2-core hosts)")
+    parser.add_argument("--dry-run", action="store_true", help="print the plan and exit")
+    parser.add_argument("--log", type=Path, help="build log (default OUTPUT/build.log)")
+    args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error("--jobs must be 1 or more")
+    args.output = args.output.resolve()
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    opts = parse_args(argv)
+    roles = list(ROLES) if opts.role == "all" else [opts.role]
+    formats = list(FORMATS) if opts.format == "all" else [opts.format]
+    print(plan_text(roles, formats, opts), flush=True)
+    if opts.dry_run:
+        return EXIT_OK
+    try:
+        check_prerequisites(roles, formats, opts)
+    except Prerequisite as exc:
+        print(f"error: cannot build:\n{exc}", file=sys.stderr)
+        return EXIT_PREREQ
+    log = opts.log or opts.output / "build.log"
+    log.write_text(f"goldstack build {dt.datetime.now().isoformat()}\n")
+    print(f"build log: {log}", flush=True)
+    artifacts: list[Artifact] = []
+    failures: list[str] = []
+    jobs = [(r, f) for r in roles for f in formats]
+    from concurrent.futures import ThreadPoolExecutor
+
+    # The base image is shared: make it once before parallel builds race for it.
+    with ThreadPoolExecutor(max_workers=min(opts.jobs, len(jobs))) as pool:
+        futures = {pool.submit(build_docker, role, opts, log): (role, fmt) for role, fmt in jobs[:1]}
+        for future, (role, fmt) in futures.items():
+            try:
+                artifacts.append(future.result())
+            except (BuildFailed, subprocess.CalledProcessError) as exc:
+                failures.append(f"{role}/{fmt}: {exc}")
+        futures = {pool.submit(build_docker, role, opts, log): (role, fmt) for role, fmt in jobs[1:]}
+        for future, (role, fmt) in futures.items():
+            try:
+                artifacts.append(future.result())
+            except (BuildFailed, subprocess.CalledProcessError) as exc:
+                failures.append(f"{role}/{fmt}: {exc}")
+    print("\n" + summary(artifacts, failures))
+    return EXIT_FAILED if failures else EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,139 @@
+"""Real golden container images: built from the elements, booted under systemd, agent succeeds.
+
+Marked `docker` and `image`: `./gs test -m image` runs them alone. The first run builds the images
+(several minutes); later runs reuse Docker's layer cache.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests import dockerlab
+
+pytestmark = [pytest.mark.docker, pytest.mark.image]
+TOP = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(TOP))
+import build  # noqa: E402
+
+ROLES_UNDER_TEST = ("compute",)
+UPSTREAM_TESTS = re.compile(r"^usr/lib/python3/dist-packages/[^/]+/(.*/)?tests?/")
+PEM_PRIVATE_KEY = re.compile(rb"-----BEGIN [A-Z ]*PRIVATE KEY-----\r?\n[A-Za-z0-9+/=]{40}")
+
+
+@pytest.fixture(scope="session")
+def built_images(tmp_path_factory) -> dict[str, str]:
+    out = tmp_path_factory.mktemp("images")
+    images = {}
+    for role in ROLES_UNDER_TEST:
+        proc = subprocess.run([sys.executable, str(TOP / "build.py"), "--role", role, "--output", str(out),
+                               "--tag", "test"], cwd=TOP, capture_output=True, text=True, timeout=1800)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:] + _log_tail(out)
+        assert f"goldstack/{role}:test" in proc.stdout  # the summary table names the artifact
+        images[role] = f"goldstack/{role}:test"
+    images["_output"] = str(out)
+    return images
+
+
+def _log_tail(out: Path) -> str:
+    log = out / "build.log"
+    return "\n".join(log.read_text().splitlines()[-60:]) if log.exists() else ""
+
+
+@pytest.mark.parametrize("role", ROLES_UNDER_TEST)
+def test_image_carries_its_role_packages_labels_and_manifest(built_images, role):
+    image = built_images[role]
+    sbom = json.loads((Path(built_images["_output"]) / f"{role}.docker.spdx.json").read_text())
+    installed = {p["name"] for p in sbom["packages"]}
+    assert sbom["spdxVersion"] == "SPDX-2.3" and len(installed) > 100
+    missing = build.role_packages(role) - installed
+    assert not missing, f"element packages missing from the {role} image: {missing}"
+    labels = json.loads(dockerlab.docker("image", "inspect", "-f", "{{json .Config.Labels}}", image).stdout)
+    assert labels["org.goldstack.role"] == role
+    assert labels["org.goldstack.openstack-release"] == "2025.1"
+    assert labels["org.goldstack.commit"]
+
+
+@pytest.mark.parametrize("role", ROLES_UNDER_TEST)
+def test_image_is_role_generic(built_images, role):
+    image = built_images[role]
+    check = dockerlab.docker("run", "--rm", "--entrypoint", "sh", image, "-c",
+                             "cat /etc/machine-id; ls /etc/ssh/ssh_host_* 2>/dev/null; ls /etc/goldstack; "
+                             "systemctl is-enabled goldstack-firstboot.service; "
+                             "ls /var/lib/goldstack; test -e /etc/cloud/cloud-init.disabled && echo cloud-init-off")
+    lines = check.stdout.split()
+    assert "enabled" in lines and "cloud-init-off" in lines
+    assert not any(line.startswith("/etc/ssh/ssh_host") for line in lines)
+    # machine-id empty, no node document, no state baked in
+    assert lines[0] in ("enabled", "")
+
+
+@pytest.mark.parametrize("role", ROLES_UNDER_TEST)
+def test_no_secret_or_private_key_in_the_image(built_images, role, tmp_path, site_secrets):
+    tarball = tmp_path / "image.tar"
+    dockerlab.docker("save", "-o", str(tarball), built_images[role], timeout=600)
+    needles: list[bytes] = []
+    lab_secrets = TOP / "compose/lab.secrets.yaml"
+    values = dict(site_secrets)
+    if lab_secrets.exists():
+        values.update(yaml.safe_load(lab_secrets.read_text()))
+    for value in values.values():
+        for item in value if isinstance(value, list) else [value]:
+            needles.append(str(item).encode())
+    with tarfile.open(tarball) as outer:
+        for member in outer:
+            if not member.name.endswith("layer.tar"):
+                continue
+            with tarfile.open(fileobj=outer.extractfile(member)) as layer:
+                for entry in layer:
+                    if not entry.isfile() or entry.size > 50 * 2**20:
+                        continue
+                    data = layer.extractfile(entry).read()
+                    # A PEM private key file: the armour line followed by key material. Not counted: keys
+                    # compiled into libraries (self-tests) and the published test keys of the upstream
+                    # unit tests that Debian's python3-* packages ship.
+                    if not data.startswith(b"\x7fELF") and not UPSTREAM_TESTS.search(entry.name):
+                        assert not PEM_PRIVATE_KEY.search(data), f"{entry.name} holds a private key"
+                    for needle in needles:
+                        assert needle not in data, f"{entry.name} in {member.name} holds a seed secret"
+
+
+def test_compute_container_boots_and_the_agent_configures_it(built_images, tmp_path, site_secrets):
+    from firstboot import seed
+
+    net_name = dockerlab.unique("gs-img-net")
+    node = dockerlab.unique("cmp")
+    with dockerlab.network(net_name) as prefix:
+        inv = {"cluster": "imgtest", "vip": f"{prefix}.10", "networks": {"management": f"{prefix}.0/24"},
+               "nodes": [{"name": "ctl1", "role": "controller", "addresses": {"management": f"{prefix}.11"}},
+                         {"name": node, "role": "compute", "addresses": {"management": f"{prefix}.21"}}]}
+        doc = seed.node_document(seed.Inventory(inv, inv["nodes"]), inv["nodes"][1], site_secrets)
+        node_yaml = tmp_path / "node.yaml"
+        node_yaml.write_text(yaml.safe_dump(doc))
+        node_yaml.chmod(0o600)
+        try:
+            dockerlab.run_node(node, built_images["compute"], net_name, f"{prefix}.21", node_yaml)
+            state = dockerlab.wait_agent(node, timeout=240)
+            report = dockerlab.diagnostics(node)
+            assert state["agent"]["status"] == "done", report
+            assert state["agent"]["source"] == "file"
+            assert {s: r["status"] for s, r in state["steps"].items()} == {"hosts": "done", "config": "done"}, report
+            owner = dockerlab.docker("exec", node, "stat", "-c", "%U:%G %a", "/etc/nova/nova.conf").stdout.split()
+            assert owner == ["root:nova", "640"]
+            conf = dockerlab.docker("exec", node, "grep", "-E", "^(virt_type|my_ip)", "/etc/nova/nova.conf").stdout
+            assert "virt_type = " in conf and f"my_ip = {prefix}.21" in conf
+            hosts = dockerlab.docker("exec", node, "cat", "/etc/hosts").stdout
+            assert f"{prefix}.11 ctl1" in hosts
+            journal = dockerlab.docker("exec", node, "journalctl", "-u", "goldstack-firstboot", "--no-pager").stdout
+            assert "goldstack-firstboot: SUCCESS" in journal, report
+            for value in doc["secrets"].values():
+                assert str(value) not in journal
+        finally:
+            dockerlab.remove(node)
