@@ -70,6 +70,7 @@ OPTIONS: dict[str, Option] = {
     "ceph_pool_size": Option(0, _int_range(0, 3), "replicas per pool; 0 = min(3, number of storage nodes)"),
     "ntp_servers": Option([], _host_list, "upstream time servers; empty = controllers serve time to the rest"),
     "debug": Option(False, _boolean, "debug logging in every OpenStack service"),
+    "api_workers": Option(2, _int_range(1, 64), "uWSGI processes per API service (memory grows with each)"),
     "tenant_network_type": Option("vxlan", _one_of("vxlan", "flat"), "project network type of ML2"),
 }
 

@@ -110,6 +110,7 @@ def build_context(doc: Document, facts: Facts) -> dict[str, Any]:
         "rbd_volumes": catalog.rbd_volumes(doc),
         "lvm_volumes": catalog.lvm_volumes(doc),
         "ceph_entities": catalog.CEPH_ENTITIES,
+        "uwsgi_apis": catalog.UWSGI_APIS,
         "ceph_pool_size": pool_size,
         "ceph_public_network": doc.networks.get("storage") or mgmt_net,
         "mon_nodes": storages,

@@ -54,3 +54,26 @@ def inventory_file(tmp_path: Path, inventory) -> Path:
     path = tmp_path / "site.yaml"
     path.write_text(yaml.safe_dump(inventory))
     return path
+
+
+TOP = Path(__file__).resolve().parent.parent
+IMAGE_TAG = "test"
+
+
+@pytest.fixture(scope="session")
+def built_images(tmp_path_factory) -> dict[str, str]:
+    """Every role's container image, built once per session by the real build.py (Docker's layer cache
+    makes later sessions fast). Returns role -> image reference, and "_output" -> the manifests' folder."""
+    import subprocess
+    import sys
+
+    out = tmp_path_factory.mktemp("images")
+    proc = subprocess.run([sys.executable, str(TOP / "build.py"), "--role", "all", "--output", str(out),
+                           "--tag", IMAGE_TAG], cwd=TOP, capture_output=True, text=True, timeout=3000)
+    log = out / "build.log"
+    tail = "\n".join(log.read_text().splitlines()[-80:]) if log.exists() else ""
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:] + tail
+    images = {role: f"goldstack/{role}:{IMAGE_TAG}" for role in ("controller", "compute", "storage")}
+    for ref in images.values():
+        assert ref in proc.stdout  # the summary table names every artifact
+    return {**images, "_output": str(out)}

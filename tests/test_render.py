@@ -41,7 +41,7 @@ def test_controller_tree_has_every_service(doc_of):
     tree = tree_of(doc_of("ctl1"))
     for path in ("/etc/keystone/keystone.conf", "/etc/glance/glance-api.conf", "/etc/placement/placement.conf",
                  "/etc/nova/nova.conf", "/etc/neutron/neutron.conf", "/etc/neutron/plugins/ml2/ml2_conf.ini",
-                 "/etc/neutron/plugins/ml2/linuxbridge_agent.ini", "/etc/neutron/dhcp_agent.ini",
+                 "/etc/neutron/plugins/ml2/openvswitch_agent.ini", "/etc/neutron/dhcp_agent.ini",
                  "/etc/neutron/metadata_agent.ini", "/etc/neutron/l3_agent.ini", "/etc/cinder/cinder.conf",
                  "/etc/openstack-dashboard/local_settings.py", "/etc/mysql/mariadb.conf.d/99-goldstack.cnf",
                  "/etc/rabbitmq/rabbitmq.conf", "/etc/memcached.conf", "/etc/haproxy/haproxy.cfg",
