@@ -105,11 +105,11 @@ def run(cmd: list[str], log: Path | None = None, **kw) -> subprocess.CompletedPr
         return subprocess.run(cmd, check=True, stdout=handle, stderr=subprocess.STDOUT, **kw)
 
 
-def stream(cmd: list[str], log: Path, progress: Progress) -> int:
+def stream(cmd: list[str], log: Path, progress: Progress, env: dict[str, str] | None = None) -> int:
     """Run a command into the log, showing each `Step N/M` line of a docker build as the phase."""
     with open(log, "a") as handle:
         handle.write(f"\n$ {' '.join(cmd)}\n")
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         assert proc.stdout is not None
         for line in proc.stdout:
             handle.write(line)
@@ -206,7 +206,7 @@ def dockerfile(role: str, base: str, labels: dict[str, str]) -> str:
     ]
     for element in layer_order(role):
         if element == "goldstack-agent":
-            lines.append("COPY goldstack-src /goldstack-build/goldstack-src")
+            lines.append("COPY goldstack-src /tmp/in_target.d/goldstack-src")
         lines += [f"COPY elements/{element} /goldstack-build/elements/{element}",
                   f"RUN /goldstack-build/apply-element {element}"]
     lines += ["COPY finish-container /goldstack-build/finish-container",
@@ -307,6 +307,126 @@ def build_docker(role: str, opts: argparse.Namespace, log: Path) -> Artifact:
         return Artifact(role, "docker", ref, size, progress.elapsed(), sbom)
 
 
+# ---------------------------------------------------------------- qcow2 format
+#
+# diskimage-builder builds the root tree from the same elements. Where the kernel has device-mapper,
+# its normal block-device phase partitions a loop device. Where it has not (kpartx fails, loop devices
+# show no partitions), the goldstack-tree-only element hands DIB a plain directory and `-t tar` output;
+# the disk is then assembled here with no mount at all: mkfs.ext4 -d fills the root filesystem from the
+# tree, mtools writes a FAT EFI system partition holding a standalone GRUB, sfdisk writes a GPT, and
+# the pieces are copied in at their offsets.
+
+ESP_MB = 64
+ROOT_LABEL = "goldstack-root"
+ESP_TYPE = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
+LINUX_TYPE = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
+QCOW2_TOOLS = ("disk-image-create", "debootstrap", "sudo", "qemu-img", "sfdisk", "mkfs.ext4", "mkfs.vfat",
+               "mcopy", "grub-mkstandalone")
+
+
+def has_device_mapper() -> bool:
+    return Path("/dev/mapper/control").exists()
+
+
+def dib_env(opts: argparse.Namespace, role: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "ELEMENTS_PATH": str(ELEMENTS),
+        "DIB_RELEASE": RELEASE,
+        "DIB_DISTRIBUTION_MIRROR": opts.mirror,
+        "DIB_DEBIAN_SECURITY_MIRROR": opts.mirror.rstrip("/") + "-security",
+        "GOLDSTACK_SOURCE": str(TOP),
+        "GOLDSTACK_ROLE": role,
+        "PATH": f"{Path(sys.executable).parent}:{env.get('PATH', '')}",
+    })
+    return env
+
+
+def grub_config(kernel: str, initrd: str) -> str:
+    return (f"set timeout=1\ninsmod part_gpt\ninsmod ext2\nsearch --no-floppy --label {ROOT_LABEL} --set=root\n"
+            f"linux /{kernel} root=LABEL={ROOT_LABEL} ro console=tty0 console=ttyS0,115200n8\n"
+            f"initrd /{initrd}\nboot\n")
+
+
+def newest(tree: Path, pattern: str) -> str:
+    found = sorted(tree.glob(pattern))
+    if not found:
+        raise BuildFailed(f"the root tree has no {pattern}: is linux-image-amd64 in the goldstack-vm element?")
+    return str(found[-1].relative_to(tree))
+
+
+def assemble_disk(tree: Path, work: Path, raw: Path, log: Path) -> None:
+    """Partitioned GPT disk with an EFI system partition (standalone GRUB) and an ext4 root, no mounts."""
+    (tree / "etc/fstab").write_text(f"LABEL={ROOT_LABEL} / ext4 errors=remount-ro 0 1\n")
+    for mountpoint, mode in (("proc", 0o555), ("sys", 0o555), ("dev", 0o755), ("run", 0o755), ("tmp", 0o1777)):
+        (tree / mountpoint).mkdir(exist_ok=True)  # DIB's tar leaves out the kernel's file systems
+        (tree / mountpoint).chmod(mode)
+    used = int(run(["du", "-s", "--block-size=1M", str(tree)]).stdout.split()[0])
+    root_mb = int(used * 1.25) + 1024  # room for logs, state and packages the node adds
+    root_img, esp_img, efi = work / "root.img", work / "esp.img", work / "BOOTX64.EFI"
+    run(["mkfs.ext4", "-q", "-F", "-L", ROOT_LABEL, "-d", str(tree), str(root_img), f"{root_mb}M"], log)
+    cfg = work / "grub.cfg"
+    cfg.write_text(grub_config(newest(tree, "boot/vmlinuz-*"), newest(tree, "boot/initrd.img-*")))
+    run(["grub-mkstandalone", "-O", "x86_64-efi", "-o", str(efi), "--modules=part_gpt ext2 search_label",
+         f"boot/grub/grub.cfg={cfg}"], log)
+    run(["mkfs.vfat", "-n", "ESP", "-C", str(esp_img), str(ESP_MB * 1024)], log)
+    run(["mmd", "-i", str(esp_img), "::/EFI", "::/EFI/BOOT"], log)
+    run(["mcopy", "-i", str(esp_img), str(efi), "::/EFI/BOOT/BOOTX64.EFI"], log)
+    sector = 512
+    esp_start = 2048
+    esp_sectors = ESP_MB * 2**20 // sector
+    root_start = esp_start + esp_sectors
+    root_sectors = root_img.stat().st_size // sector
+    total = (root_start + root_sectors + 2048) * sector
+    with open(raw, "wb") as handle:
+        handle.truncate(total)
+    layout = (f"label: gpt\nstart={esp_start}, size={esp_sectors}, type={ESP_TYPE}, name=ESP\n"
+              f"start={root_start}, size={root_sectors}, type={LINUX_TYPE}, name=root\n")
+    subprocess.run(["sfdisk", "--quiet", str(raw)], input=layout, text=True, check=True, capture_output=True)
+    for image, start in ((esp_img, esp_start), (root_img, root_start)):
+        run(["dd", f"if={image}", f"of={raw}", "bs=1M", f"seek={start * sector}", "oflag=seek_bytes",
+             "conv=notrunc,sparse", "status=none"], log)
+
+
+def build_qcow2(role: str, opts: argparse.Namespace, log: Path) -> Artifact:
+    target = opts.output / f"{role}.qcow2"
+    with Progress(f"{role}/qcow2") as progress, tempfile.TemporaryDirectory(prefix="goldstack-dib-") as tmp:
+        work = Path(tmp)
+        elements = ["debian-minimal", "goldstack-vm", f"goldstack-{role}"]
+        env = dib_env(opts, role)
+        if has_device_mapper():
+            progress.set("disk-image-create (normal block-device phase)")
+            cmd = ["disk-image-create", "-a", "amd64", "-t", "qcow2", "-o", str(target.with_suffix("")),
+                   *elements, "vm", "block-device-efi"]
+            if stream(cmd, log, progress, env=env) != 0:
+                raise BuildFailed(f"disk-image-create failed; see {log}")
+        else:
+            progress.set("disk-image-create: root tree (no device-mapper here: tree-only, then assemble)")
+            cmd = ["disk-image-create", "-a", "amd64", "-t", "tar", "--no-tmpfs", "-o", str(work / "root"),
+                   *elements, "goldstack-tree-only"]
+            if stream(cmd, log, progress, env=env) != 0:
+                raise BuildFailed(f"disk-image-create failed; see {log}")
+            tree = work / "tree"
+            tree.mkdir()
+            progress.set("unpack the root tree")
+            run(["tar", "-C", str(tree), "--numeric-owner", "-xpf", str(work / "root.tar")], log)
+            listing = run(["dpkg-query", f"--admindir={tree}/var/lib/dpkg", "-W", "-f",
+                           "${Package}\t${Version}\t${Architecture}\n"]).stdout
+            (work / "packages.tsv").write_text(listing)
+            progress.set("assemble the GPT disk (ESP + ext4 root) without mounting")
+            assemble_disk(tree, work, work / "disk.raw", log)
+            progress.set("convert to qcow2")
+            run(["qemu-img", "convert", "-O", "qcow2", str(work / "disk.raw"), str(target)], log)
+        progress.set("package manifest (SPDX)")
+        packages = [tuple(line.split("\t")) for line in (work / "packages.tsv").read_text().splitlines()] \
+            if (work / "packages.tsv").exists() else []
+        sbom = None
+        if packages:
+            sbom = opts.output / f"{role}.qcow2.spdx.json"
+            sbom.write_text(json.dumps(spdx_sbom(f"goldstack-{role}-qcow2", packages), indent=1) + "\n")
+        return Artifact(role, "qcow2", str(target), target.stat().st_size, progress.elapsed(), sbom)
+
+
 # ---------------------------------------------------------------- CLI
 
 
@@ -319,7 +439,11 @@ def check_prerequisites(roles: list[str], formats: list[str], opts: argparse.Nam
             problems.append("debootstrap is needed to make the base image: apt-get install debootstrap "
                             "(or pass --base-image debian:trixie if a registry is reachable)")
     if "qcow2" in formats:
-        problems.append("the qcow2 format is not built by this version yet; use --format docker")
+        search = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"
+        missing = [tool for tool in QCOW2_TOOLS if not shutil.which(tool, path=search)]
+        if missing:
+            problems.append(f"the qcow2 build needs {', '.join(missing)}: run `./gs build` (it installs "
+                            "diskimage-builder and the Debian packages) or see docs/images.md")
     opts.output.mkdir(parents=True, exist_ok=True)
     free_gb = shutil.disk_usage(opts.output).free / 2**30
     if free_gb < MIN_FREE_GB:
@@ -405,21 +529,21 @@ def main(argv: list[str] | None = None) -> int:
     jobs = [(r, f) for r in roles for f in formats]
     from concurrent.futures import ThreadPoolExecutor
 
-    # The base image is shared: make it once before parallel builds race for it.
+    builders = {"docker": build_docker, "qcow2": build_qcow2}
+    # The first job makes the shared base (image or package cache) before parallel builds race for it.
     with ThreadPoolExecutor(max_workers=min(opts.jobs, len(jobs))) as pool:
-        futures = {pool.submit(build_docker, role, opts, log): (role, fmt) for role, fmt in jobs[:1]}
-        for future, (role, fmt) in futures.items():
-            try:
-                artifacts.append(future.result())
-            except (BuildFailed, subprocess.CalledProcessError) as exc:
-                failures.append(f"{role}/{fmt}: {exc}")
-        futures = {pool.submit(build_docker, role, opts, log): (role, fmt) for role, fmt in jobs[1:]}
-        for future, (role, fmt) in futures.items():
-            try:
-                artifacts.append(future.result())
-            except (BuildFailed, subprocess.CalledProcessError) as exc:
-                failures.append(f"{role}/{fmt}: {exc}")
+        for batch in (jobs[:1], jobs[1:]):
+            futures = {pool.submit(builders[fmt], role, opts, log): (role, fmt) for role, fmt in batch}
+            for future, (role, fmt) in futures.items():
+                try:
+                    artifacts.append(future.result())
+                except (BuildFailed, subprocess.CalledProcessError) as exc:
+                    failures.append(f"{role}/{fmt}: {exc}")
     print("\n" + summary(artifacts, failures))
+    record = {"artifacts": [{"role": a.role, "format": a.fmt, "name": a.name, "size_bytes": a.size_bytes,
+                             "seconds": round(a.seconds, 1), "manifest": str(a.sbom) if a.sbom else None}
+                            for a in artifacts], "failures": failures}
+    (opts.output / "build-summary.json").write_text(json.dumps(record, indent=2) + "\n")
     return EXIT_FAILED if failures else EXIT_OK
 
 

@@ -52,6 +52,12 @@ ensure_docker() {
   log "dockerd did not answer within 60 s; see /var/log/goldstack-dockerd.log"; exit 1
 }
 
+# ensure_image_tools: what the qcow2 build and its boot test need (diskimage-builder itself is in the venv).
+ensure_image_tools() {
+  ensure_debs sudo debootstrap qemu-utils qemu-system-x86 ovmf fdisk dosfstools mtools grub-efi-amd64-bin \
+    e2fsprogs xz-utils
+}
+
 usage() {
   cat <<'USAGE'
 usage: ./gs COMMAND [ARGS...]
@@ -73,6 +79,7 @@ case "$cmd" in
   build)
     ensure_venv
     ensure_docker
+    ensure_image_tools
     exec "$VENV/bin/python" build.py "$@" ;;
   seed)
     ensure_venv
@@ -83,6 +90,7 @@ case "$cmd" in
   test)
     ensure_venv
     ensure_docker
+    ensure_image_tools
     log "ruff check"
     "$VENV/bin/ruff" check .
     log "pytest"

@@ -7,7 +7,6 @@ Marked `docker` and `image`: `./gs test -m image` runs them alone. The first run
 from __future__ import annotations
 
 import json
-import re
 import sys
 import tarfile
 from pathlib import Path
@@ -15,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests import dockerlab
+from tests import artifact_scan, dockerlab
 
 pytestmark = [pytest.mark.docker, pytest.mark.image]
 TOP = Path(__file__).resolve().parent.parent
@@ -23,9 +22,6 @@ sys.path.insert(0, str(TOP))
 import build  # noqa: E402
 
 ROLES_UNDER_TEST = ("controller", "compute", "storage")
-# Upstream test suites and test-helper packages (python-ldap's slapdtest) with their published test keys.
-UPSTREAM_TESTS = re.compile(r"^usr/lib/python3/dist-packages/(([^/]+/)+tests?/|[^/]*test/)")
-PEM_PRIVATE_KEY = re.compile(rb"-----BEGIN [A-Z ]*PRIVATE KEY-----\r?\n[A-Za-z0-9+/=]{40}")
 
 
 @pytest.mark.parametrize("role", ROLES_UNDER_TEST)
@@ -64,30 +60,20 @@ def test_image_is_role_generic(built_images, role):
 def test_no_secret_or_private_key_in_the_image(built_images, role, tmp_path, site_secrets):
     tarball = tmp_path / "image.tar"
     dockerlab.docker("save", "-o", str(tarball), built_images[role], timeout=600)
-    needles: list[bytes] = []
-    lab_secrets = TOP / "compose/lab.secrets.yaml"
-    values = dict(site_secrets)
-    if lab_secrets.exists():
-        values.update(yaml.safe_load(lab_secrets.read_text()))
-    for value in values.values():
-        for item in value if isinstance(value, list) else [value]:
-            needles.append(str(item).encode())
+    needles = artifact_scan.secret_needles(site_secrets)
+    problems: list[str] = []
+    layers = 0
     with tarfile.open(tarball) as outer:
         for member in outer:
             if not member.name.endswith("layer.tar"):
                 continue
+            layers += 1
             with tarfile.open(fileobj=outer.extractfile(member)) as layer:
                 for entry in layer:
-                    if not entry.isfile() or entry.size > 50 * 2**20:
-                        continue
-                    data = layer.extractfile(entry).read()
-                    # A PEM private key file: the armour line followed by key material. Not counted: keys
-                    # compiled into libraries (self-tests) and the published test keys of the upstream
-                    # unit tests that Debian's python3-* packages ship.
-                    if not data.startswith(b"\x7fELF") and not UPSTREAM_TESTS.search(entry.name):
-                        assert not PEM_PRIVATE_KEY.search(data), f"{entry.name} holds a private key"
-                    for needle in needles:
-                        assert needle not in data, f"{entry.name} in {member.name} holds a seed secret"
+                    if entry.isfile() and entry.size <= 50 * 2**20:
+                        problems += artifact_scan.problems_in(entry.name, layer.extractfile(entry).read(), needles)
+    assert layers >= 4
+    assert not problems, "\n".join(problems)
 
 
 def test_compute_container_boots_and_the_agent_configures_it(built_images, tmp_path, site_secrets):
@@ -122,3 +108,31 @@ def test_compute_container_boots_and_the_agent_configures_it(built_images, tmp_p
                 assert str(value) not in journal
         finally:
             dockerlab.remove(node)
+
+
+def test_real_cloud_init_reads_the_nocloud_seed(built_images, tmp_path, doc_of):
+    """Debian's cloud-init (in the image) accepts the seed's user-data and writes the node document."""
+    from firstboot import seed
+
+    doc = doc_of("cmp1")
+    seed.build_node(tmp_path / "seed", doc, ("nocloud",))
+    nocloud = tmp_path / "seed/nocloud"
+    script = (
+        "rm -f /etc/cloud/cloud-init.disabled; "
+        "cloud-init schema --config-file /var/lib/cloud/seed/nocloud/user-data 2>&1; "
+        "cloud-init init --local >/tmp/ci.log 2>&1; cloud-init init >>/tmp/ci.log 2>&1; "
+        "echo datasource=$(cat /run/cloud-init/instance-data.json | python3 -c "
+        "'import json,sys; print(json.load(sys.stdin)[\"v1\"][\"platform\"])'); "
+        "stat -c 'mode=%a owner=%U' /etc/goldstack/node.yaml; "
+        "goldstack-firstboot validate --source cloud-init 2>&1; "
+        "grep -c 'goldstack' /tmp/ci.log; grep -E 'Traceback|ERROR' /tmp/ci.log | head -5"
+    )
+    proc = dockerlab.docker("run", "--rm", "-v", f"{nocloud}:/var/lib/cloud/seed/nocloud:ro", "--entrypoint",
+                            "sh", built_images["compute"], "-c", script, timeout=300)
+    out = proc.stdout
+    assert "Valid schema" in out or "Valid cloud-config" in out, out
+    assert "datasource=nocloud" in out, out
+    assert "mode=600 owner=root" in out, out
+    assert "valid: node cmp1 (compute) of cluster testlab" in out and "from cloud-init" in out, out
+    for value in doc["secrets"].values():
+        assert str(value) not in out
