@@ -225,6 +225,16 @@ def build_context(role: str, base: str, labels: dict[str, str], into: Path) -> N
     for script in ("apply-element", "finish-container"):
         shutil.copy2(CONTAINERS / script, into / script)
     (into / "Dockerfile").write_text(dockerfile(role, base, labels))
+    normalize_modes(into)
+
+
+def normalize_modes(tree: Path) -> None:
+    """Docker's layer cache keys on file modes: make them independent of the checkout's umask."""
+    for path in [tree, *tree.rglob("*")]:
+        if path.is_symlink():
+            continue
+        executable = path.is_dir() or path.stat().st_mode & 0o100
+        path.chmod(0o755 if executable else 0o644)
 
 
 def git_commit() -> str:

@@ -54,7 +54,7 @@ ensure_docker() {
 
 # ensure_image_tools: what the qcow2 build and its boot test need (diskimage-builder itself is in the venv).
 ensure_image_tools() {
-  ensure_debs sudo debootstrap qemu-utils qemu-system-x86 ovmf fdisk dosfstools mtools grub-efi-amd64-bin \
+  ensure_debs sudo debootstrap qemu-utils qemu-system-x86 ovmf fdisk gdisk kpartx dosfstools mtools grub-efi-amd64-bin \
     e2fsprogs xz-utils
 }
 
