@@ -23,7 +23,7 @@ from firstboot.errors import FieldProblem, InvalidInput
 VERSION = 1
 ROLES = (secretspec.CONTROLLER, secretspec.COMPUTE, secretspec.STORAGE)
 NETWORKS = ("management", "tunnel", "provider", "storage")
-_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+NAME_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _REGION = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _IFACE = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")
 _DEVICE = re.compile(r"^/dev/[A-Za-z0-9/_.-]+$")
@@ -182,7 +182,7 @@ class Checker:
 def parse_node(chk: Checker, raw: Any, path: str, role: str | None) -> Node | None:
     data = chk.mapping(raw, path, {"name", "role", "addresses", "interfaces", "osd_device"},
                        {"name"} | ({"role"} if role is None else set()))
-    name = chk.string(data, "name", path, _NAME, "lower-case letters, digits and '-', like ctl1")
+    name = chk.string(data, "name", path, NAME_PATTERN, "lower-case letters, digits and '-', like ctl1")
     node_role = role
     if role is None:
         node_role = chk.string(data, "role", path)
@@ -345,7 +345,7 @@ def validate(data: dict[str, Any], source: str = "document") -> Document:
                       {"version", "cluster", "node", "peers", "vip", "secrets"})
     if "version" in top and top["version"] != VERSION:
         chk.add("version", f"{top['version']!r} is not supported; this agent reads version {VERSION}")
-    cluster = chk.string(top, "cluster", "(document)", _NAME, "lower-case letters, digits and '-'")
+    cluster = chk.string(top, "cluster", "(document)", NAME_PATTERN, "lower-case letters, digits and '-'")
     region = chk.string(top, "region", "(document)", _REGION, "letters, digits, '_', '-' or '.'") or "RegionOne"
     node = parse_node(chk, top["node"], "node", None) if "node" in top else None
     peers, entries = _check_peers(chk, top["peers"]) if "peers" in top else ({}, [])

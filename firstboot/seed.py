@@ -19,13 +19,13 @@ from typing import Any
 import pycdlib
 import yaml
 
-from firstboot import document
+from firstboot import catalog, document
 from firstboot import secrets as secretspec
 from firstboot.document import Checker, parse_node
 from firstboot.errors import FieldProblem, InvalidInput
 from firstboot.files import atomic_write
+from firstboot.sources.base import NODE_FILE
 
-NODE_FILE = "/etc/goldstack/node.yaml"
 FORMATS = ("file", "nocloud", "nocloud-iso", "configdrive", "configdrive-iso")
 NOCLOUD_LABEL = "cidata"
 CONFIGDRIVE_LABEL = "config-2"
@@ -47,7 +47,7 @@ def load_inventory(path: Path) -> Inventory:
     chk = Checker()
     top = chk.mapping(data, "(inventory)", {"cluster", "region", "vip", "networks", "options", "overrides",
                                             "nodes"}, {"cluster", "vip", "nodes"})
-    chk.string(top, "cluster", "(inventory)", document._NAME, "lower-case letters, digits and '-'")
+    chk.string(top, "cluster", "(inventory)", document.NAME_PATTERN, "lower-case letters, digits and '-'")
     nodes_raw = top.get("nodes", [])
     entries = []
     if not isinstance(nodes_raw, list) or not nodes_raw:
@@ -65,7 +65,7 @@ def load_inventory(path: Path) -> Inventory:
     vip = document.check_vip(chk, top["vip"], entries)[0] if "vip" in top else None
     document.check_networks(chk, top.get("networks", {}), entries, vip)
     document.check_options(chk, top.get("options", {}))
-    known_targets = set().union(*(document.catalog.override_targets(r) for r in document.ROLES))
+    known_targets = set().union(*(catalog.override_targets(r) for r in document.ROLES))
     chk.mapping(top.get("overrides", {}), "overrides", known_targets)
     if chk.problems:
         raise InvalidInput(source, chk.problems)
@@ -119,7 +119,7 @@ def node_document(inv: Inventory, node: dict[str, Any], site_secrets: dict[str, 
     for key in ("networks", "options"):
         if key in inv.data:
             doc[key] = inv.data[key]
-    targets = document.catalog.override_targets(role)
+    targets = catalog.override_targets(role)
     overrides = {t: v for t, v in (inv.data.get("overrides") or {}).items() if t in targets}
     if overrides:
         doc["overrides"] = overrides

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+NODE_FILE = "/etc/goldstack/node.yaml"  # where the node document lives on a node (and cloud-init writes it)
+
 
 @dataclass(frozen=True)
 class Found:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from firstboot.sources.base import Found, under
+from firstboot.sources.base import NODE_FILE, Found, under
 from firstboot.sources.userdata import extract_document
 
 CLOUD_INIT_USER_DATA = "/var/lib/cloud/instance/user-data.txt"
-LOCAL_FILE = "/etc/goldstack/node.yaml"
+LOCAL_FILE = NODE_FILE
 
 
 def read_cloud_init(root: Path) -> Found | None:

@@ -7,7 +7,7 @@ import email.policy
 
 import yaml
 
-NODE_FILE = "/etc/goldstack/node.yaml"
+from firstboot.sources.base import NODE_FILE
 
 
 def extract_document(user_data: bytes | str) -> str | None:
