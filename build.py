@@ -19,6 +19,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -537,8 +538,6 @@ def main(argv: list[str] | None = None) -> int:
     artifacts: list[Artifact] = []
     failures: list[str] = []
     jobs = [(r, f) for r in roles for f in formats]
-    from concurrent.futures import ThreadPoolExecutor
-
     builders = {"docker": build_docker, "qcow2": build_qcow2}
     # The first job makes the shared base (image or package cache) before parallel builds race for it.
     with ThreadPoolExecutor(max_workers=min(opts.jobs, len(jobs))) as pool:

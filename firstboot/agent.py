@@ -12,8 +12,9 @@ from pathlib import Path
 
 from firstboot import document, facts, secrets, sources
 from firstboot.errors import AgentLocked
+from firstboot.files import under_root
 from firstboot.logsetup import REDACT
-from firstboot.state import DONE, FAILED, StateStore
+from firstboot.state import DONE, FAILED, StateStore, default_path
 from firstboot.steps import ALL_STEPS
 from firstboot.steps.base import Context, RunResult, Step, ordered, run_steps
 
@@ -52,20 +53,14 @@ def load_document(opts: RunOptions) -> tuple[sources.Found, document.Document]:
     return found, doc
 
 
-def state_path(opts: RunOptions) -> Path:
-    from firstboot.state import DEFAULT_PATH
-
-    return opts.state_path or opts.sources.root / DEFAULT_PATH.lstrip("/")
-
-
 def run(opts: RunOptions, steps: tuple[Step, ...] = ALL_STEPS) -> RunResult:
     root = opts.sources.root
-    with run_lock(root / LOCK_FILE.lstrip("/")):
+    with run_lock(under_root(root, LOCK_FILE)):
         started = time.monotonic()
         found, doc = load_document(opts)
         log.info("document from %s (%s): node %s, role %s, cluster %s, %d peers", found.source, found.where,
                  doc.node.name, doc.role, doc.cluster, len(doc.all_nodes))
-        state = StateStore(state_path(opts))
+        state = StateStore(default_path(root, opts.state_path))
         state.begin_run(node=doc.node.name, role=doc.role, cluster=doc.cluster, source=found.source,
                         source_where=found.where, document=doc.fingerprint)
         ctx = Context(doc=doc, root=root, facts=facts.gather(doc, root), state=state, set_owner=opts.set_owner)

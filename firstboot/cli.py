@@ -11,7 +11,7 @@ from firstboot import agent, document, errors, render, seed, sources
 from firstboot.files import apply_files
 from firstboot.logsetup import REDACT, setup
 from firstboot.sources.metadata_http import DEFAULT_URL
-from firstboot.state import DEFAULT_PATH, StateStore
+from firstboot.state import DEFAULT_PATH, StateStore, default_path
 from firstboot.status import as_json, as_table
 
 DESCRIPTION = """\
@@ -87,7 +87,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    state = StateStore(args.state or args.root / DEFAULT_PATH.lstrip("/"))
+    state = StateStore(default_path(args.root, args.state))
     print(as_json(state) if args.json else as_table(state))
     failed = state.data["agent"].get("status") == "failed"
     return errors.EXIT_STEP_FAILED if failed else errors.EXIT_OK

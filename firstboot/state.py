@@ -11,6 +11,12 @@ from typing import Any
 from firstboot.files import atomic_write
 
 DEFAULT_PATH = "/var/lib/goldstack/state.json"
+def default_path(root: Path, override: Path | None = None) -> Path:
+    from firstboot.files import under_root
+
+    return override or under_root(root, DEFAULT_PATH)
+
+
 PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
 
 

@@ -38,11 +38,17 @@ def _opts(root: Path, **kw) -> sources.SourceOptions:
     return sources.SourceOptions(root=root, **kw)
 
 
+def _place(source: Path, root: Path, where: str) -> Path:
+    """Move a seed tree to where cloud-init keeps seeds under a node root."""
+    target = root / where
+    target.parent.mkdir(parents=True, exist_ok=True)
+    source.rename(target)
+    return target
+
+
 def test_nocloud_seed_directory_in_the_cloud_init_location(tmp_path, seeds):
     root = tmp_path / "root"
-    target = root / "var/lib/cloud/seed/nocloud"
-    target.parent.mkdir(parents=True)
-    (seeds / "nocloud").rename(target)
+    target = _place(seeds / "nocloud", root, "var/lib/cloud/seed/nocloud")
     found = sources.discover(_opts(root))
     assert found.source == "nocloud" and found.where == str(target)
     assert _name_of(found) == "ctl2"
@@ -73,9 +79,7 @@ def test_seed_isos_carry_the_datasource_labels(seeds):
 
 def test_configdrive_tree_and_iso(tmp_path, seeds):
     root = tmp_path / "root"
-    target = root / "var/lib/cloud/seed/config_drive"
-    target.parent.mkdir(parents=True)
-    (seeds / "configdrive").rename(target)
+    _place(seeds / "configdrive", root, "var/lib/cloud/seed/config_drive")
     found = sources.discover(_opts(root))
     assert found.source == "configdrive" and _name_of(found) == "ctl2"
     found = sources.discover(_opts(tmp_path, seed=seeds / "configdrive.iso"), "configdrive")
@@ -131,8 +135,7 @@ def test_cloud_init_user_data_and_local_file(tmp_path, seeds, node_doc):
 
 def test_precedence_nocloud_before_file(tmp_path, seeds, doc_of):
     root = tmp_path / "root"
-    (root / "var/lib/cloud/seed").mkdir(parents=True)
-    (seeds / "nocloud").rename(root / "var/lib/cloud/seed/nocloud")
+    _place(seeds / "nocloud", root, "var/lib/cloud/seed/nocloud")
     local = root / "etc/goldstack/node.yaml"
     local.parent.mkdir(parents=True)
     local.write_text(yaml.safe_dump(doc_of("ctl3")))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 NODE_FILE = "/etc/goldstack/node.yaml"  # where the node document lives on a node (and cloud-init writes it)
 
@@ -14,6 +13,3 @@ class Found:
     where: str  # the directory, image, URL or file it came from
     text: str  # the document's YAML/JSON text
 
-
-def under(root: Path, path: str) -> Path:
-    return root / path.lstrip("/")

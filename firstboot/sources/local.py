@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from firstboot.sources.base import NODE_FILE, Found, under
+from firstboot.files import under_root as under
+from firstboot.sources.base import NODE_FILE, Found
 from firstboot.sources.userdata import extract_document
 
 CLOUD_INIT_USER_DATA = "/var/lib/cloud/instance/user-data.txt"

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from firstboot.files import under_root as under
 from firstboot.sources import media
-from firstboot.sources.base import Found, under
+from firstboot.sources.base import Found
 from firstboot.sources.userdata import extract_document
 
 SEED_DIRS = ("/var/lib/cloud/seed/nocloud", "/var/lib/cloud/seed/nocloud-net")

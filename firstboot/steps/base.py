@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from firstboot.document import ROLES, Document
+from firstboot.files import under_root
 from firstboot.logsetup import REDACT
 from firstboot.render import Facts
 from firstboot.state import FAILED, StateStore
@@ -30,7 +31,7 @@ class Context:
     set_owner: bool = True
 
     def path(self, absolute: str) -> Path:
-        return self.root / absolute.lstrip("/")
+        return under_root(self.root, absolute)
 
 
 class Step:
