@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from firstboot import document, facts, secrets, sources
-from firstboot.errors import AgentLocked
+from firstboot.errors import AgentLocked, UsageError
 from firstboot.files import under_root
 from firstboot.logsetup import REDACT
 from firstboot.state import DONE, FAILED, StateStore, default_path
@@ -30,6 +30,7 @@ class RunOptions:
     only_source: str | None = None
     state_path: Path | None = None
     set_owner: bool = True
+    until: str | None = None  # stop after this step (previews under --root, tests)
 
 
 @contextmanager
@@ -64,7 +65,15 @@ def run(opts: RunOptions, steps: tuple[Step, ...] = ALL_STEPS) -> RunResult:
         state.begin_run(node=doc.node.name, role=doc.role, cluster=doc.cluster, source=found.source,
                         source_where=found.where, document=doc.fingerprint)
         ctx = Context(doc=doc, root=root, facts=facts.gather(doc, root), state=state, set_owner=opts.set_owner)
-        result = run_steps(ordered(steps, doc.role), ctx)
+        plan = ordered(steps, doc.role)
+        if opts.until:
+            names = [s.name for s in plan]
+            if opts.until not in names:
+                raise UsageError(f"--until {opts.until}: the {doc.role} role has no such step; its steps are "
+                                  f"{', '.join(names)}")
+            plan = plan[:names.index(opts.until) + 1]
+        state.data["agent"]["plan"] = [s.name for s in plan]
+        result = run_steps(plan, ctx)
         elapsed = time.monotonic() - started
         state.end_run(DONE if result.ok else FAILED, result.error)
         if result.ok:

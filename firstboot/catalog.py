@@ -65,10 +65,24 @@ APIS: tuple[Api, ...] = (
     Api("horizon", "/horizon/auth/login/", None),
 )
 
+# Databases per service: the service's database user (password: secret db_<user>) owns exactly these.
+DATABASES: dict[str, tuple[str, ...]] = {
+    "keystone": ("keystone",),
+    "glance": ("glance",),
+    "placement": ("placement",),
+    "nova": ("nova_api", "nova", "nova_cell0"),
+    "neutron": ("neutron",),
+    "cinder": ("cinder",),
+}
+
+# Keystone users of the services (password: secret user_<name>), with roles on the `service` project.
+SERVICE_USERS: tuple[str, ...] = ("glance", "placement", "nova", "neutron", "cinder")
+SERVICE_USER_ROLES: tuple[str, ...] = ("admin", "service")
+
 # Service groups: the systemd units a config change restarts, per role.
 UNITS: dict[str, dict[str, tuple[str, ...]]] = {
     "mariadb": {CONTROLLER: ("mariadb",)},
-    "galera-health": {CONTROLLER: ("goldstack-galera-health.socket",)},
+    "galera-health": {CONTROLLER: ("goldstack-galera-health",)},
     "rabbitmq": {CONTROLLER: ("rabbitmq-server",)},
     "memcached": {CONTROLLER: ("memcached",)},
     "haproxy": {CONTROLLER: ("haproxy",)},
@@ -80,9 +94,9 @@ UNITS: dict[str, dict[str, tuple[str, ...]]] = {
         CONTROLLER: ("nova-api", "nova-api-metadata", "nova-conductor", "nova-scheduler", "nova-novncproxy"),
         COMPUTE: ("nova-compute",),
     },
-    "neutron": {
-        CONTROLLER: ("neutron-api", "neutron-rpc-server", "neutron-openvswitch-agent", "neutron-dhcp-agent",
-                     "neutron-metadata-agent", "neutron-l3-agent"),
+    "neutron": {CONTROLLER: ("neutron-api", "neutron-rpc-server")},
+    "neutron-agents": {
+        CONTROLLER: ("neutron-openvswitch-agent", "neutron-dhcp-agent", "neutron-metadata-agent", "neutron-l3-agent"),
         COMPUTE: ("neutron-openvswitch-agent",),
     },
     "cinder": {CONTROLLER: ("cinder-api", "cinder-scheduler"), STORAGE: ("cinder-volume",)},
@@ -160,8 +174,9 @@ CONFIG_FILES: tuple[ConfigFile, ...] = (
     # --- clustering and infrastructure (controllers)
     _f("/etc/mysql/mariadb.conf.d/99-goldstack.cnf", "mariadb/galera.cnf.j2", _C, "mariadb", "root", "mysql",
        SECRET, "galera"),
-    _f("/etc/goldstack/galera-health.cnf", "mariadb/health.cnf.j2", _C, "galera-health", mode=PRIVATE),
+    _f("/etc/default/goldstack-galera-health", "mariadb/galera-health.default.j2", _C, "galera-health"),
     _f("/etc/rabbitmq/rabbitmq.conf", "rabbitmq/rabbitmq.conf.j2", _C, "rabbitmq", "root", "rabbitmq", SECRET),
+    _f("/etc/rabbitmq/enabled_plugins", "rabbitmq/enabled_plugins.j2", _C, "rabbitmq"),
     _f("/etc/rabbitmq/rabbitmq-env.conf", "rabbitmq/rabbitmq-env.conf.j2", _C, "rabbitmq"),
     _f("/var/lib/rabbitmq/.erlang.cookie", "rabbitmq/erlang.cookie.j2", _C, "rabbitmq", "rabbitmq", "rabbitmq",
        0o400),
@@ -191,6 +206,7 @@ CONFIG_FILES: tuple[ConfigFile, ...] = (
        SECRET, "placement"),
     # --- nova
     _f("/etc/nova/nova.conf", "nova/nova.conf.j2", _C | _K, "nova", "root", "nova", SECRET, "nova"),
+    _f("/etc/default/nova-consoleproxy", "nova/consoleproxy.default.j2", _C, "nova"),
     # --- neutron: ML2/OVS with the userspace datapath (2025.1 removed ML2/Linux bridge; this kernel has no
     #     Open vSwitch module)
     _f("/etc/neutron/neutron.conf", "neutron/neutron.conf.j2", _C | _K, "neutron", "root", "neutron", SECRET,
@@ -198,12 +214,12 @@ CONFIG_FILES: tuple[ConfigFile, ...] = (
     _f("/etc/neutron/plugins/ml2/ml2_conf.ini", "neutron/ml2_conf.ini.j2", _C, "neutron", "root", "neutron",
        SECRET, "ml2"),
     _f("/etc/neutron/plugins/ml2/openvswitch_agent.ini", "neutron/openvswitch_agent.ini.j2", _C | _K,
-       "neutron", "root", "neutron", SECRET, "openvswitch-agent"),
-    _f("/etc/neutron/dhcp_agent.ini", "neutron/dhcp_agent.ini.j2", _C, "neutron", "root", "neutron", SECRET,
+       "neutron-agents", "root", "neutron", SECRET, "openvswitch-agent"),
+    _f("/etc/neutron/dhcp_agent.ini", "neutron/dhcp_agent.ini.j2", _C, "neutron-agents", "root", "neutron", SECRET,
        "dhcp-agent"),
-    _f("/etc/neutron/metadata_agent.ini", "neutron/metadata_agent.ini.j2", _C, "neutron", "root", "neutron",
+    _f("/etc/neutron/metadata_agent.ini", "neutron/metadata_agent.ini.j2", _C, "neutron-agents", "root", "neutron",
        SECRET, "metadata-agent"),
-    _f("/etc/neutron/l3_agent.ini", "neutron/l3_agent.ini.j2", _C, "neutron", "root", "neutron", SECRET,
+    _f("/etc/neutron/l3_agent.ini", "neutron/l3_agent.ini.j2", _C, "neutron-agents", "root", "neutron", SECRET,
        "l3-agent"),
     # --- cinder (api + scheduler on controllers, volume on storage nodes)
     _f("/etc/cinder/cinder.conf", "cinder/cinder.conf.j2", _C | _S, "cinder", "root", "cinder", SECRET, "cinder"),
@@ -211,6 +227,7 @@ CONFIG_FILES: tuple[ConfigFile, ...] = (
     # --- horizon
     _f("/etc/openstack-dashboard/local_settings.py", "horizon/local_settings.py.j2", _C, "horizon", "root",
        "www-data", SECRET),
+    _f("/etc/apache2/ports.conf", "horizon/ports.conf.j2", _C, "horizon"),
     # --- ceph (daemons on storage nodes; clients everywhere through librbd)
     _f("/etc/ceph/ceph.conf", "ceph/ceph.conf.j2", _ALL, "ceph", override="ceph", when=ceph_enabled),
     _f("/etc/ceph/ceph.client.admin.keyring", "ceph/keyring.j2:admin", _S, "ceph", mode=PRIVATE,
@@ -230,6 +247,23 @@ CONFIG_FILES: tuple[ConfigFile, ...] = (
     _f("/etc/libvirt/qemu.conf", "libvirt/qemu.conf.j2", _K, "libvirt", "root", "root", 0o600),
     _f("/etc/goldstack/libvirt/cinder-secret.xml", "libvirt/secret.xml.j2", _K, "libvirt", mode=PRIVATE,
        when=rbd_volumes),
+)
+
+
+@dataclass(frozen=True)
+class Directory:
+    """A directory whose owner and mode matter (keys inside): the config step keeps it so."""
+
+    path: str
+    roles: frozenset[str]
+    owner: str
+    group: str
+    mode: int
+
+
+DIRECTORIES: tuple[Directory, ...] = (
+    Directory("/etc/keystone/fernet-keys", frozenset(_C), "keystone", "keystone", 0o700),
+    Directory("/etc/keystone/credential-keys", frozenset(_C), "keystone", "keystone", 0o700),
 )
 
 

@@ -45,7 +45,9 @@ def _source_options(args: argparse.Namespace) -> tuple[sources.SourceOptions, st
 def cmd_run(args: argparse.Namespace) -> int:
     setup(args.verbose)
     opts, only = _source_options(args)
-    result = agent.run(agent.RunOptions(opts, only, args.state, set_owner=not args.no_chown))
+    # Under another --root only the steps that write files make sense: the others act on this host's services.
+    until = args.until or (None if args.root == Path("/") else "config")
+    result = agent.run(agent.RunOptions(opts, only, args.state, set_owner=not args.no_chown, until=until))
     return errors.EXIT_OK if result.ok else errors.EXIT_STEP_FAILED
 
 
@@ -111,6 +113,56 @@ def cmd_units(args: argparse.Namespace) -> int:
     return errors.EXIT_OK
 
 
+def cmd_galera_health(args: argparse.Namespace) -> int:
+    from firstboot import health
+
+    setup(args.verbose)
+    health.serve(args.bind, args.port, args.node, args.root)
+    return errors.EXIT_OK
+
+
+def cmd_galera_bootstrap(args: argparse.Namespace) -> int:
+    from firstboot import galera_local
+    from firstboot.files import atomic_write, under_root
+
+    flag = under_root(args.root, galera_local.FORCE_FILE)
+    if args.undo:
+        flag.unlink(missing_ok=True)
+        print(f"removed {galera_local.FORCE_FILE}: this node bootstraps only by the automatic rules again")
+        return errors.EXIT_OK
+    if not args.yes:
+        print("error: this makes THIS node start a new Primary component even if peers are unreachable. Transactions "
+              "committed only on other nodes are lost if they were ahead. Re-run with --yes to confirm.",
+              file=sys.stderr)
+        return errors.EXIT_USAGE
+    atomic_write(flag, f"requested {time.strftime('%Y-%m-%dT%H:%M:%S%z')}\n".encode(), 0o600)
+    print(f"wrote {galera_local.FORCE_FILE}: the running (or next) agent bootstraps Galera from this node, "
+          "then removes the flag. Start it with: systemctl restart goldstack-firstboot")
+    return errors.EXIT_OK
+
+
+def cmd_tasks(args: argparse.Namespace) -> int:
+    import json
+
+    from firstboot import mysql, runonce
+
+    try:
+        records = runonce.read_all()
+        history = runonce.history() if args.history else []
+    except mysql.MysqlError as exc:
+        print(f"error: cannot read the run-once records from the local MariaDB: {exc}", file=sys.stderr)
+        return errors.EXIT_STEP_FAILED
+    if args.json:
+        print(json.dumps({"tasks": [r.__dict__ for r in records], "history": history}, indent=2))
+        return errors.EXIT_OK
+    print(f"{'TASK':<22} {'STATE':<8} {'OWNER':<12} {'ATTEMPTS':>8}  {'VERSION':<36} DETAIL")
+    for r in records:
+        print(f"{r.task:<22} {r.state:<8} {r.owner:<12} {r.attempts:>8}  {r.version[:36]:<36} {(r.detail or '')[:60]}")
+    for h in history:
+        print(f"  {h['at']}  {h['task']:<22} {h['event']:<9} {h['owner']:<12} {h['detail'] or ''}")
+    return errors.EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m firstboot", description=DESCRIPTION, epilog=EXIT_CODES,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -131,6 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     _source_args(p)
     p.add_argument("--state", type=Path, help=f"state file (default {DEFAULT_PATH})")
     p.add_argument("--no-chown", action="store_true", help="do not set owners (previews as non-root)")
+    p.add_argument("--until", metavar="STEP", help="stop after this step (default with --root: config, since "
+                   "later steps start services on this host)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     p.set_defaults(func=cmd_run)
 
@@ -182,6 +236,34 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--role", choices=document.ROLES)
     which.add_argument("--all", action="store_true", help="every role's units")
     p.set_defaults(func=cmd_units)
+
+    p = add("galera-health", "serve the Galera health endpoint (run by goldstack-galera-health.service)",
+            "Serve GET / (200 when this node is Primary and Synced, else 503: HAProxy's check) and GET /galera "
+            "(this node's state and last committed position as JSON: what peers' agents read to decide who "
+            "bootstraps).", "example:\n  python -m firstboot galera-health --bind 10.0.0.11 --node ctl1")
+    p.add_argument("--bind", required=True, help="address to listen on (the management address)")
+    p.add_argument("--port", type=int, default=9200, help="port (default %(default)s)")
+    p.add_argument("--node", required=True, help="this node's name, as in the node document")
+    p.add_argument("-v", "--verbose", action="store_true", help="log every request")
+    p.set_defaults(func=cmd_galera_health)
+
+    p = add("galera-bootstrap", "operator override: make this node bootstrap Galera",
+            "After a full outage where a controller never comes back, the agents wait rather than guess who "
+            "holds the latest data. Run this on the controller you choose (the one with the highest seqno in "
+            "`curl http://NODE:9200/galera`) to let it bootstrap without the missing peer.",
+            "examples:\n  goldstack-firstboot galera-bootstrap --yes && systemctl restart goldstack-firstboot\n"
+            "  goldstack-firstboot galera-bootstrap --undo")
+    p.add_argument("--yes", action="store_true", help="confirm: data committed only on absent nodes may be lost")
+    p.add_argument("--undo", action="store_true", help="withdraw the request")
+    p.set_defaults(func=cmd_galera_bootstrap)
+
+    p = add("tasks", "show the cluster's run-once tasks (DB syncs, keystone bootstrap...) from Galera",
+            "List each run-once task: state, which controller ran it, attempts, package version, detail. "
+            "With --history, every claim, takeover, failure and completion.",
+            "examples:\n  goldstack-firstboot tasks\n  goldstack-firstboot tasks --history --json")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--history", action="store_true", help="also print the event log")
+    p.set_defaults(func=cmd_tasks)
     return parser
 
 

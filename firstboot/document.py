@@ -71,6 +71,9 @@ OPTIONS: dict[str, Option] = {
     "ntp_servers": Option([], _host_list, "upstream time servers; empty = controllers serve time to the rest"),
     "debug": Option(False, _boolean, "debug logging in every OpenStack service"),
     "api_workers": Option(2, _int_range(1, 64), "uWSGI processes per API service (memory grows with each)"),
+    "cluster_wait_seconds": Option(1800, _int_range(60, 86400),
+                                   "how long a controller waits for its peers (Galera, RabbitMQ, run-once tasks) "
+                                   "before its agent run fails"),
     "tenant_network_type": Option("vxlan", _one_of("vxlan", "flat"), "project network type of ML2"),
 }
 

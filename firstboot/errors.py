@@ -58,3 +58,9 @@ class AgentLocked(GoldstackError):
     """Another agent run holds the lock."""
 
     exit_code = EXIT_LOCKED
+
+
+class UsageError(GoldstackError):
+    """A command-line value that does not fit (the CLI's usage exit code)."""
+
+    exit_code = EXIT_USAGE

@@ -90,3 +90,22 @@ def apply_files(files: Iterable, root: Path, set_owner: bool) -> ApplyReport:
         report.written.append(f.path)
         report.changed_services.add(f.service)
     return report
+
+
+def dir_is_current(path: Path, mode: int, ids: tuple[int, int] | None) -> bool:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return False
+    return (st.st_mode & 0o7777) == mode and (ids is None or (st.st_uid, st.st_gid) == ids)
+
+
+def ensure_dir(path: Path, mode: int, ids: tuple[int, int] | None) -> bool:
+    """Create or fix a directory's mode and owner; True when something changed."""
+    if dir_is_current(path, mode, ids):
+        return False
+    path.mkdir(parents=True, exist_ok=True)
+    os.chmod(path, mode)
+    if ids is not None:
+        os.chown(path, *ids)
+    return True

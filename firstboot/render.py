@@ -52,6 +52,11 @@ def _hostport(address: str, port: int) -> str:
     return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
 
 
+def api_url(doc: Document, api: str, suffix: str = "", address: str | None = None) -> str:
+    """An API's URL through the VIP (what the catalog and every client use), or on one node's address."""
+    return f"http://{_hostport(address or doc.vip, catalog.PORTS[api])}{suffix}"
+
+
 def build_context(doc: Document, facts: Facts) -> dict[str, Any]:
     """Every value the templates may use: derived once here, so templates stay declarative."""
     vip = doc.vip
@@ -61,7 +66,7 @@ def build_context(doc: Document, facts: Facts) -> dict[str, Any]:
     ports = catalog.PORTS
 
     def url(api: str, suffix: str = "") -> str:
-        return f"http://{_hostport(vip, ports[api])}{suffix}"
+        return api_url(doc, api, suffix)
 
     def db_url(database: str, user: str | None = None) -> str:
         user = user or database

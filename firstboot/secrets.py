@@ -146,7 +146,6 @@ _C, _K, _S = {CONTROLLER}, {CONTROLLER, COMPUTE}, {CONTROLLER, STORAGE}
 SECRETS: tuple[SecretSpec, ...] = (
     _spec("mariadb_root", PASSWORD, _C, "MariaDB root@localhost"),
     _spec("mariadb_sst", PASSWORD, _C, "Galera state transfer (mariabackup) user"),
-    _spec("mariadb_monitor", PASSWORD, _C, "read-only user of the Galera health check"),
     _spec("db_keystone", PASSWORD, _C, "keystone database user"),
     _spec("db_glance", PASSWORD, _C, "glance database user"),
     _spec("db_placement", PASSWORD, _C, "placement database user"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,8 @@ from typing import Any
 from firstboot.files import atomic_write
 
 DEFAULT_PATH = "/var/lib/goldstack/state.json"
+
+
 def default_path(root: Path, override: Path | None = None) -> Path:
     from firstboot.files import under_root
 
@@ -29,6 +32,7 @@ class StateStore:
 
     def __init__(self, path: Path):
         self.path = path
+        self._lock = threading.Lock()
         self.data: dict[str, Any] = self._load()
 
     def _load(self) -> dict[str, Any]:
@@ -44,8 +48,9 @@ class StateStore:
         return data
 
     def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        atomic_write(self.path, (json.dumps(self.data, indent=2, sort_keys=True) + "\n").encode(), 0o600)
+        with self._lock:  # steps may report progress from worker threads
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            atomic_write(self.path, (json.dumps(self.data, indent=2, sort_keys=True) + "\n").encode(), 0o600)
 
     def step(self, name: str) -> dict[str, Any]:
         return self.data["steps"].setdefault(name, {"status": PENDING, "runs": 0})
@@ -62,7 +67,7 @@ class StateStore:
 
     def start(self, name: str) -> None:
         rec = self.step(name)
-        rec.update({"status": RUNNING, "started": _now(), "finished": None, "error": None})
+        rec.update({"status": RUNNING, "started": _now(), "finished": None, "error": None, "detail": None})
         rec["runs"] = rec.get("runs", 0) + 1
         self.save()
 
@@ -76,6 +81,10 @@ class StateStore:
         else:
             rec.update({"status": DONE, "finished": now, "error": None, "detail": detail,
                         "seconds": round(now - rec.get("started", now), 3)})
+        self.save()
+
+    def note(self, name: str, message: str) -> None:
+        self.step(name)["detail"] = message
         self.save()
 
     def fail(self, name: str, error: str) -> None:

@@ -26,7 +26,9 @@ def as_table(state: StateStore) -> str:
             f"{agent.get('status', '?')}; last run {_clock(agent.get('started'))}-{_clock(agent.get('finished'))}"
             f"; document from {agent.get('source', '?')}")
     rows = [("STEP", "STATUS", "RUNS", "STARTED", "SECONDS", "DETAIL / ERROR")]
-    for name, rec in steps.items():
+    plan = [n for n in agent.get("plan", []) if n in steps]
+    for name in plan + sorted(set(steps) - set(plan)):
+        rec = steps[name]
         seconds = rec.get("seconds")
         rows.append((name, rec.get("status", "?"), str(rec.get("runs", 0)), _clock(rec.get("started")),
                      f"{seconds:.1f}" if isinstance(seconds, (int, float)) else "-",

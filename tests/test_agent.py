@@ -127,3 +127,31 @@ def test_help_teaches(command):
     else:
         for sub in ("run", "validate", "render", "status", "seed"):
             assert sub in result.stdout
+
+
+def test_under_another_root_the_run_stops_before_touching_host_services(node_root):
+    root, _ = node_root
+    result = agent("run", "--root", str(root), "--no-chown")
+    assert result.returncode == 0 and "[2/2] config" in result.stdout
+    assert "] galera" not in result.stdout and "ran=2" in result.stdout
+    # The key directories are created private before the keys are written.
+    assert (root / "etc/keystone/fernet-keys").stat().st_mode & 0o777 == 0o700
+    bad = agent("run", "--root", str(root), "--no-chown", "--until", "no-such-step")
+    assert bad.returncode == 2 and "--until no-such-step" in bad.stderr and "galera" in bad.stderr
+
+
+def test_status_lists_steps_in_run_order(node_root):
+    root, _ = node_root
+    agent("run", "--root", str(root), "--no-chown")
+    rows = [line.split()[0] for line in agent("status", "--root", str(root)).stdout.splitlines()[3:] if line]
+    assert rows == ["hosts", "config"]
+
+
+def test_galera_bootstrap_override_needs_confirmation(tmp_path):
+    refused = agent("galera-bootstrap", "--root", str(tmp_path))
+    assert refused.returncode == 2 and "--yes" in refused.stderr
+    assert not (tmp_path / "var/lib/goldstack/galera-force-bootstrap").exists()
+    done = agent("galera-bootstrap", "--root", str(tmp_path), "--yes")
+    assert done.returncode == 0 and (tmp_path / "var/lib/goldstack/galera-force-bootstrap").exists()
+    assert agent("galera-bootstrap", "--root", str(tmp_path), "--undo").returncode == 0
+    assert not (tmp_path / "var/lib/goldstack/galera-force-bootstrap").exists()

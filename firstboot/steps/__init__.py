@@ -4,6 +4,15 @@ from __future__ import annotations
 
 from firstboot.steps.base import Step
 from firstboot.steps.config import ConfigStep
+from firstboot.steps.galera import GaleraEndpointStep, GaleraStep
 from firstboot.steps.hosts import HostsStep
+from firstboot.steps.rabbitmq import RabbitmqStep
+from firstboot.steps.runonce import CatalogStep, DatabasesStep
+from firstboot.steps.services import InfraStep, KeystoneStep, ServicesStep
 
-ALL_STEPS: tuple[Step, ...] = (HostsStep(), ConfigStep())
+# Controller order: galera -> infra (HAProxy + VIP, which every database URL goes through) -> databases
+# -> rabbitmq -> keystone -> catalog -> services.
+ALL_STEPS: tuple[Step, ...] = (
+    HostsStep(), ConfigStep(), GaleraEndpointStep(), GaleraStep(), InfraStep(), DatabasesStep(), RabbitmqStep(),
+    KeystoneStep(), CatalogStep(), ServicesStep(),
+)

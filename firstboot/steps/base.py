@@ -29,9 +29,21 @@ class Context:
     facts: Facts
     state: StateStore
     set_owner: bool = True
+    current_step: str = ""
+    _last_note: str = ""
 
     def path(self, absolute: str) -> Path:
         return under_root(self.root, absolute)
+
+    def note(self, message: str) -> None:
+        """Progress of a long step: logged when it changes, and shown by `status` while the step runs."""
+        message = REDACT(message)
+        if message == self._last_note:
+            return
+        self._last_note = message
+        log.info("  %s: %s", self.current_step, message)
+        if self.current_step:
+            self.state.note(self.current_step, message)
 
 
 class Step:
@@ -93,6 +105,7 @@ def run_steps(steps: list[Step], ctx: Context,
             progress(f"{label}: already done")
             continue
         progress(f"{label}: {step.description} ...")
+        ctx.current_step = step.name
         ctx.state.start(step.name)
         started = time.monotonic()
         try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from firstboot import files, render
+from firstboot import catalog, files, render
 from firstboot.steps.base import Context, Step
 
 
@@ -14,13 +14,21 @@ class ConfigStep(Step):
     def _tree(self, ctx: Context) -> dict[str, render.RenderedFile]:
         return render.render_tree(ctx.doc, ctx.facts)
 
+    def _dirs(self, ctx: Context) -> list[tuple[catalog.Directory, tuple[int, int] | None]]:
+        return [(d, files.resolve_ids(d.owner, d.group) if ctx.set_owner else None)
+                for d in catalog.DIRECTORIES if ctx.doc.role in d.roles]
+
     def done(self, ctx: Context) -> bool:
+        if not all(files.dir_is_current(ctx.path(d.path), d.mode, ids) for d, ids in self._dirs(ctx)):
+            return False
         tree = self._tree(ctx)
         ids = {p: files.resolve_ids(f.owner, f.group) for p, f in tree.items()} if ctx.set_owner else {}
         return all(files.is_current(files.under_root(ctx.root, p), f.content, f.mode, ids.get(p))
                    for p, f in tree.items())
 
     def run(self, ctx: Context) -> str:
+        for d, ids in self._dirs(ctx):  # before the files, so keys never sit in a loose directory
+            files.ensure_dir(ctx.path(d.path), d.mode, ids)
         report = files.apply_files(self._tree(ctx).values(), ctx.root, ctx.set_owner)
         pending = set(ctx.state.data["agent"].get("restart_pending", []))
         ctx.state.data["agent"]["restart_pending"] = sorted(pending | report.changed_services)

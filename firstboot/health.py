@@ -1,0 +1,60 @@
+"""The controller's Galera health endpoint (port PORTS["galera-health"], management address only).
+
+GET /        200 when this node is Primary and Synced (or a mariabackup donor, which keeps serving),
+             else 503: HAProxy's check, so a node that is joining or cut off from the majority gets no
+             client connections.
+GET /galera  this node's report as JSON: what the peers' agents exchange to decide who bootstraps.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from firstboot import galera_local
+
+log = logging.getLogger("goldstack")
+
+
+def make_handler(node: str, root: Path) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "goldstack-galera-health"
+
+        def _send(self, code: int, body: bytes, ctype: str) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        def do_GET(self) -> None:
+            path = self.path.split("?", 1)[0]
+            if path not in ("/", "/galera"):
+                self._send(404, b"not found: try / or /galera\n", "text/plain")
+                return
+            report = galera_local.report(node, root)
+            if path == "/galera":
+                self._send(200, json.dumps(report.as_dict()).encode() + b"\n", "application/json")
+            elif report.primary and report.synced:
+                self._send(200, b"Galera node is Primary and Synced\n", "text/plain")
+            else:
+                state = report.state or f"MariaDB {report.service}"
+                self._send(503, f"not serving: {'Primary' if report.primary else 'non-Primary'}, {state}\n"
+                           .encode(), "text/plain")
+
+        do_HEAD = do_GET
+
+        def log_message(self, fmt: str, *args: object) -> None:  # HAProxy polls every 2 s: stay quiet
+            log.debug("%s " + fmt, self.address_string(), *args)
+
+    return Handler
+
+
+def serve(bind: str, port: int, node: str, root: Path = Path("/")) -> None:
+    server = ThreadingHTTPServer((bind, port), make_handler(node, root))
+    server.daemon_threads = True
+    log.info("galera health endpoint for %s on %s:%d", node, bind, port)
+    server.serve_forever()

@@ -1,0 +1,162 @@
+"""Galera: form, join or recover the controllers' cluster with no operator (rules in firstboot.galera).
+
+Each agent publishes its node's position through the health endpoint, reads its peers', and acts on
+the same decision function; MariaDB is never enabled at boot, so after a power loss it is the agent
+that decides who bootstraps.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+import requests
+
+from firstboot import catalog, galera, galera_local, mysql, proc
+from firstboot.steps.base import Context, Step
+from firstboot.steps.units import UnitsStep
+
+PEER_TIMEOUT = 3
+POLL_SECONDS = 2
+MAX_START_FAILURES = 3
+
+
+class GaleraEndpointStep(UnitsStep):
+    name = "galera-endpoint"
+    description = "start the Galera health endpoint (peers and HAProxy read it)"
+    roles = frozenset({catalog.CONTROLLER})
+    after = ("config",)
+    groups = ("galera-health",)
+    enable = True  # up at every boot, before the agent, so peers can read this node's position
+
+
+def peer_report(address: str) -> galera.Report | None:
+    url = f"http://{address}:{catalog.PORTS['galera-health']}/galera"
+    if ":" in address:
+        url = f"http://[{address}]:{catalog.PORTS['galera-health']}/galera"
+    try:
+        response = requests.get(url, timeout=PEER_TIMEOUT)
+        response.raise_for_status()
+        return galera.Report.from_dict(response.json())
+    except (requests.RequestException, ValueError, TypeError):
+        return None
+
+
+def ensure_accounts(ctx: Context) -> None:
+    """The state-transfer account (joiners need it on their donor) and root's password; idempotent."""
+    sec = ctx.doc.secrets
+    user = mysql.quote(galera_local.SST_USER)
+    mysql.run_sql(
+        f"CREATE USER IF NOT EXISTS {user}@'localhost' IDENTIFIED BY {mysql.quote(sec['mariadb_sst'])};"
+        f"ALTER USER {user}@'localhost' IDENTIFIED BY {mysql.quote(sec['mariadb_sst'])};"
+        f"GRANT RELOAD, PROCESS, LOCK TABLES, BINLOG MONITOR ON *.* TO {user}@'localhost';"
+        # root keeps socket authentication; the password is the operator's way in over TCP on localhost.
+        f"ALTER USER 'root'@'localhost' IDENTIFIED VIA unix_socket OR mysql_native_password "
+        f"USING PASSWORD({mysql.quote(sec['mariadb_root'])});")
+
+
+class GaleraStep(Step):
+    name = "galera"
+    description = "form, join or recover the Galera cluster"
+    roles = frozenset({catalog.CONTROLLER})
+    after = ("galera-endpoint",)
+
+    def done(self, ctx: Context) -> bool:
+        return galera_local.report(ctx.doc.node.name, ctx.root).serving
+
+    def run(self, ctx: Context) -> str:
+        me = ctx.doc.node.name
+        deadline = time.monotonic() + ctx.doc.options["cluster_wait_seconds"]
+        failures = 0
+        action = "joined"
+        while True:
+            mine = galera_local.report(me, ctx.root)
+            if mine.primary and mine.synced:
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"Galera not formed after {ctx.doc.options['cluster_wait_seconds']}s; last "
+                                   f"state: {ctx.state.step(self.name).get('detail')}")
+            if mine.service == "failed":
+                failures += 1
+                if failures >= MAX_START_FAILURES:
+                    raise RuntimeError(f"MariaDB failed to start {failures} times; see journalctl -u mariadb")
+                ctx.note(f"MariaDB failed to start (attempt {failures}); deciding again")
+                proc.systemctl("reset-failed", "mariadb")
+                continue
+            if mine.running:
+                ctx.note(f"MariaDB is {mine.service}; waiting for Primary and Synced (state transfer may take a "
+                         "while)")
+                time.sleep(POLL_SECONDS)
+                continue
+            if not mine.fresh and mine.seqno < 0:
+                ctx.note("recovering the last committed position (mariadbd --wsrep-recover)")
+                found = galera_local.wsrep_recover(ctx.root)
+                if found is None:
+                    raise RuntimeError("mariadbd --wsrep-recover printed no position; see the MariaDB error log")
+                galera_local.save_recovered(*found, root=ctx.root)
+                continue
+            reports: dict[str, galera.Report | None] = {me: mine}
+            for peer in ctx.doc.controllers:
+                if peer.name != me:
+                    reports[peer.name] = peer_report(peer.management)
+            decision = galera.decide(me, reports)
+            ctx.note(f"{decision.action}: {decision.reason}; peers: {_summary(reports)}")
+            if decision.action == galera.WAIT:
+                time.sleep(POLL_SECONDS)
+                continue
+            galera_local.clean_stale_sst_files(ctx.root)
+            if decision.action == galera.JOIN:
+                proc.systemctl("start", "--no-block", "mariadb")
+            else:
+                action = "bootstrapped a new cluster" if decision.new_cluster else "bootstrapped after a full stop"
+                self._bootstrap(ctx, mine)
+            time.sleep(POLL_SECONDS)
+        ensure_accounts(ctx)
+        ctx.path(galera_local.FORCE_FILE).unlink(missing_ok=True)
+        status = mysql.wsrep_status()
+        return (f"{action}; cluster size {status.get('wsrep_cluster_size')}, "
+                f"{status.get('wsrep_local_state_comment')}, seqno {status.get('wsrep_last_committed')}")
+
+    def _bootstrap(self, ctx: Context, mine: galera.Report) -> None:
+        if not mine.fresh:
+            path = ctx.path(galera_local.GRASTATE)
+            path.write_text(galera.set_safe_to_bootstrap(path.read_text()))
+        # What galera_new_cluster does (an environment file the unit reads, removed by its ExecStartPost);
+        # done here because the script assumes /run/mysqld exists, which it does not before a first start.
+        run_dir = ctx.path("/run/mysqld")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if ctx.set_owner:
+            shutil.chown(run_dir, "mysql", "mysql")
+        (run_dir / "wsrep-new-cluster").write_text("_WSREP_NEW_CLUSTER=--wsrep-new-cluster\n")
+        try:
+            proc.systemctl("start", "mariadb", timeout=900)
+        finally:
+            (run_dir / "wsrep-new-cluster").unlink(missing_ok=True)
+
+def cluster_complete(ctx: Context) -> bool:
+    """Every controller is in the Primary component and serving (none joining or donating a state
+    transfer). Schema changes wait for this: a state transfer taken while DDL runs can leave the
+    joiner with tables it cannot apply the next DDL to (seen here: the joiner went Inconsistent)."""
+    me = ctx.doc.node.name
+    reports = {me: galera_local.report(me, ctx.root)}
+    for peer in ctx.doc.controllers:
+        if peer.name != me:
+            reports[peer.name] = peer_report(peer.management)
+    complete = all(r is not None and r.serving and r.state == "Synced" for r in reports.values())
+    if not complete:
+        ctx.note(f"waiting for every controller to be Synced before schema changes; peers: {_summary(reports)}")
+    return complete
+
+
+def _summary(reports: dict[str, galera.Report | None]) -> str:
+    parts = []
+    for name in sorted(reports):
+        r = reports[name]
+        if r is None:
+            parts.append(f"{name}=unreachable")
+        elif r.serving:
+            parts.append(f"{name}=Synced")
+        else:
+            parts.append(f"{name}={r.service}/{'new' if r.fresh else f'seqno {r.seqno}'}")
+    return ", ".join(parts)
+

@@ -1,0 +1,91 @@
+"""Starting a role's services: a step per phase, each naming service groups of the catalog.
+
+Role units are disabled in the images; the agent starts them on every boot, in the order its steps
+give, once what they need (Galera, RabbitMQ, the database schemas) is there. A service whose config
+changed (the config step's restart_pending) is restarted instead.
+"""
+
+from __future__ import annotations
+
+from firstboot import catalog, proc
+from firstboot.steps.base import Context, Step
+
+START_TIMEOUT = 300
+START_ATTEMPTS = 2
+SETTLE_SECONDS = 30
+
+
+def units_for(ctx: Context, groups: tuple[str, ...]) -> list[str]:
+    return [u for g in groups for u in catalog.units_of(g, ctx.doc.role)]
+
+
+def start_units(ctx: Context, groups: tuple[str, ...], enable: bool = False) -> list[str]:
+    """Start (or restart, when their config changed) the units of these service groups."""
+    pending = set(ctx.state.data["agent"].get("restart_pending", []))
+    touched = []
+    for group in groups:
+        units = catalog.units_of(group, ctx.doc.role)
+        if not units:
+            continue
+        restart = group in pending
+        for unit in units:
+            active = proc.unit_state(unit) == "active"
+            if active and not restart:
+                continue
+            if enable:
+                proc.systemctl("enable", "--quiet", unit)
+            ctx.note(f"{'restarting' if active else 'starting'} {unit}")
+            _start(unit, "restart" if active else "start")
+            touched.append(unit)
+        pending.discard(group)
+    ctx.state.data["agent"]["restart_pending"] = sorted(pending)
+    ctx.state.save()
+    return touched
+
+
+def _start(unit: str, verb: str) -> None:
+    """Start a unit; a daemon that exits on its first try while its peers settle (nova-conductor while
+    RabbitMQ elects queue leaders, say) gets the time its own Restart= policy needs, then one more try."""
+    for attempt in range(1, START_ATTEMPTS + 1):
+        if proc.unit_state(unit) == "failed":
+            proc.systemctl("reset-failed", unit)
+        try:
+            proc.systemctl(verb, unit, timeout=START_TIMEOUT)
+            return
+        except proc.CommandFailed:
+            try:
+                proc.wait_for(lambda: proc.unit_state(unit) == "active", SETTLE_SECONDS, f"{unit} active")
+                return
+            except TimeoutError:
+                if attempt == START_ATTEMPTS:
+                    raise
+            verb = "start"
+
+
+def all_active(ctx: Context, groups: tuple[str, ...]) -> bool:
+    pending = set(ctx.state.data["agent"].get("restart_pending", []))
+    if pending & set(groups):
+        return False
+    return all(proc.unit_state(u) == "active" for u in units_for(ctx, groups))
+
+
+class UnitsStep(Step):
+    """Start service groups; done when every unit is active and the optional readiness check passes."""
+
+    groups: tuple[str, ...] = ()
+    enable: bool = False
+    ready_what: str = ""  # what ready() waits for, for messages; empty = no readiness check
+    ready_timeout: float = 300
+
+    def ready(self, ctx: Context) -> bool:
+        return True
+
+    def done(self, ctx: Context) -> bool:
+        return all_active(ctx, self.groups) and self.ready(ctx)
+
+    def run(self, ctx: Context) -> str:
+        touched = start_units(ctx, self.groups, self.enable)
+        if self.ready_what:
+            proc.wait_for(lambda: self.ready(ctx), self.ready_timeout, self.ready_what, interval=1,
+                          progress=ctx.note)
+        return f"started {', '.join(touched)}" if touched else "already running"

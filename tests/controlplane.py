@@ -1,0 +1,164 @@
+"""A lab of real controller containers on a private network, seeded by the real seed generator."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from firstboot import seed
+from tests import dockerlab
+from tests.dockerlab import docker
+
+
+@dataclass(frozen=True)
+class RunningTask:
+    task: str
+    owner: str
+
+
+@dataclass
+class Lab:
+    image: str
+    net: str
+    prefix: str
+    seeds: Path
+    names: list[str]
+    containers: dict[str, str] = field(default_factory=dict)  # node name -> container name
+    suffix: str = ""
+
+    def ip(self, name: str) -> str:
+        return f"{self.prefix}.{11 + self.names.index(name)}"
+
+    @property
+    def vip(self) -> str:
+        return f"{self.prefix}.10"
+
+    def start(self, name: str) -> None:
+        container = self.containers.setdefault(name, f"{name}-{self.suffix}")
+        dockerlab.remove(container)
+        docker("run", "-d", "--name", container, "--hostname", name, "--label", dockerlab.LABEL,
+               *dockerlab.SYSTEMD_FLAGS, "--network", self.net, "--ip", self.ip(name),
+               "-v", f"{self.seeds / name / 'node.yaml'}:/etc/goldstack/node.yaml:ro", self.image)
+
+    def exec(self, name: str, *cmd: str, check: bool = True, timeout: float = 120, stdin: str | None = None):
+        import subprocess
+
+        return subprocess.run(["docker", "exec", "-i", self.containers[name], *cmd], input=stdin,
+                              capture_output=True, text=True, check=check, timeout=timeout)
+
+    def sql(self, name: str, statement: str, check: bool = True):
+        return self.exec(name, "mariadb", "-N", "-B", "-e", statement, check=check)
+
+    def wsrep(self, name: str) -> dict[str, str]:
+        proc = self.sql(name, "SHOW GLOBAL STATUS LIKE 'wsrep_%'", check=False)
+        return dict(line.split("\t", 1) for line in proc.stdout.splitlines() if "\t" in line)
+
+    def rabbit_running(self, name: str) -> list[str]:
+        proc = self.exec(name, "rabbitmqctl", "-q", "cluster_status", "--formatter", "json", check=False)
+        try:
+            return sorted(json.loads(proc.stdout).get("running_nodes", []))
+        except json.JSONDecodeError:
+            return []
+
+    def wait_agents(self, names: list[str] | None = None, timeout: float = 900, since: float = 0) -> dict[str, dict]:
+        """Every agent's state once all ended `done` in a run started after `since` (epoch). A failed run is
+        retried by systemd, so a failure is final only when the timeout passes; then every node's
+        diagnostics are in the message."""
+        names = names or self.names
+        deadline = time.monotonic() + timeout
+        states: dict[str, dict | None] = {}
+
+        def finished(s: dict | None) -> bool:
+            agent = (s or {}).get("agent", {})
+            return agent.get("status") == "done" and (agent.get("started") or 0) >= since
+
+        while True:
+            states = {n: dockerlab.agent_status(self.containers[n]) for n in names}
+            if all(finished(s) for s in states.values()):
+                return states  # type: ignore[return-value]
+            if time.monotonic() > deadline:
+                summary = {n: (s or {}).get("agent", {}).get("status") for n, s in states.items()}
+                raise AssertionError(f"agents not done within {timeout}s: {summary}\n{self.diagnostics()}")
+            time.sleep(3)
+
+    def wait_for(self, check, what: str, timeout: float = 300) -> None:
+        deadline = time.monotonic() + timeout
+        while not check():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{what}: not within {timeout}s\n{self.diagnostics()}")
+            time.sleep(2)
+
+    def wait_for_running_task(self, names: tuple[str, ...], timeout: float = 900) -> RunningTask:
+        """The first moment one of these run-once tasks is held by a node: (task, owner)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for node in self.names:
+                proc = self.exec(node, "goldstack-firstboot", "tasks", "--json", check=False)
+                try:
+                    records = json.loads(proc.stdout)["tasks"]
+                except (json.JSONDecodeError, KeyError):
+                    continue
+                for r in records:
+                    if r["task"] in names and r["state"] == "running":
+                        return RunningTask(r["task"], r["owner"])
+                break  # one answering node is enough: the table is replicated
+            time.sleep(0.5)
+        raise AssertionError(f"none of {names} seen running within {timeout}s\n{self.diagnostics()}")
+
+    def tasks(self, name: str) -> dict:
+        return json.loads(self.exec(name, "goldstack-firstboot", "tasks", "--history", "--json").stdout)
+
+    def diagnostics(self) -> str:
+        parts = []
+        for name, container in self.containers.items():
+            parts.append(f"===== {name}\n{dockerlab.diagnostics(container)}")
+            for cmd in (["journalctl", "-u", "mariadb", "--no-pager", "-n", "40"],
+                        ["journalctl", "-u", "rabbitmq-server", "--no-pager", "-n", "20"],
+                        ["curl", "-s", f"http://{self.ip(name)}:9200/galera"]):
+                proc = docker("exec", container, *cmd, check=False)
+                parts.append(f"$ {' '.join(cmd)}\n{proc.stdout[-3000:]}{proc.stderr[-1000:]}")
+        return "\n".join(parts)
+
+
+def inventory(prefix: str, names: list[str]) -> dict:
+    return {
+        "cluster": "cptest",
+        "region": "RegionOne",
+        "vip": f"{prefix}.10",
+        "networks": {"management": f"{prefix}.0/24"},
+        "options": {"api_workers": 1},
+        "nodes": [{"name": n, "role": "controller", "addresses": {"management": f"{prefix}.{11 + i}"}}
+                  for i, n in enumerate(names)],
+    }
+
+
+@contextmanager
+def controller_lab(image: str, workdir: Path, names: tuple[str, ...] = ("ctl1", "ctl2", "ctl3")) -> Iterator[Lab]:
+    """A network and seeds for the controllers; containers are started by the test and removed here."""
+    net = dockerlab.unique("gs-cp")
+    with ExitStack() as stack:
+        prefix = stack.enter_context(dockerlab.network(net))
+        inv_file = workdir / "site.yaml"
+        inv_file.write_text(yaml.safe_dump(inventory(prefix, list(names))))
+        seeds = workdir / "seeds"
+        seed.generate(inv_file, seeds, workdir / "site.secrets.yaml", ("file",), progress=lambda m: None)
+        lab = Lab(image, net, prefix, seeds, list(names), suffix=net.rsplit("-", 1)[-1])
+        try:
+            yield lab
+        finally:
+            for container in lab.containers.values():
+                dockerlab.remove(container)
+
+
+def start_in_order(lab: Lab, order: list[str], max_delay: float = 0) -> None:
+    for name in order:
+        lab.start(name)
+        if max_delay:
+            time.sleep(random.uniform(0, max_delay))

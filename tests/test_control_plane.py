@@ -1,0 +1,170 @@
+"""The HA control plane formed by the agents of three real controller containers, with no operator.
+
+Real MariaDB 11.8 + Galera 4, RabbitMQ 4, keystone and the other services' DB syncs, on a private
+Docker network. Marked `cluster`: `./gs test -m cluster` runs these alone. Every failure message
+carries each node's agent status and service logs (Lab.diagnostics).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+
+import pytest
+import requests
+
+from firstboot import tasks
+from tests import controlplane
+from tests.controlplane import Lab
+
+pytestmark = [pytest.mark.docker, pytest.mark.cluster, pytest.mark.timeout(3000)]
+NAMES = ["ctl1", "ctl2", "ctl3"]
+
+
+@pytest.fixture(scope="module")
+def lab(built_images, tmp_path_factory):
+    """Three controllers started at the same moment; shared by the tests below, in file order."""
+    with controlplane.controller_lab(built_images["controller"], tmp_path_factory.mktemp("cp")) as lab:
+        controlplane.start_in_order(lab, NAMES)
+        lab.wait_agents(timeout=1500)
+        yield lab
+
+
+def admin_password(lab: Lab) -> str:
+    return lab.exec("ctl1", "sh", "-c", ". /root/admin-openrc && printf %s \"$OS_PASSWORD\"").stdout
+
+
+def token(url: str, password: str) -> str:
+    body = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
+        "name": "admin", "domain": {"id": "default"}, "password": password}}},
+        "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}}
+    response = requests.post(f"{url}/v3/auth/tokens", json=body, timeout=30)
+    assert response.status_code == 201, response.text[:500]
+    return response.headers["X-Subject-Token"]
+
+
+def assert_cluster_whole(lab: Lab, names: list[str] = NAMES) -> None:
+    for name in names:
+        status = lab.wsrep(name)
+        assert status.get("wsrep_cluster_size") == str(len(names)), (name, status, lab.diagnostics())
+        assert status.get("wsrep_cluster_status") == "Primary"
+        assert status.get("wsrep_local_state_comment") == "Synced"
+    expected = sorted(f"rabbit@{n}" for n in names)
+    lab.wait_for(lambda: all(lab.rabbit_running(n) == expected for n in names), "RabbitMQ cluster of 3", 300)
+
+
+def assert_tasks_ran_once(lab: Lab, name: str) -> dict:
+    report = lab.tasks(name)
+    records = {r["task"]: r for r in report["tasks"]}
+    assert set(records) == {t.name for t in tasks.TASKS}, records.keys()
+    assert all(r["state"] == "done" for r in records.values()), records
+    finished = [h["task"] for h in report["history"] if h["event"] == "done"]
+    assert sorted(finished) == sorted(records), f"a task finished twice or never: {finished}"
+    return report
+
+
+def test_agent_killed_during_db_syncs_is_taken_over_and_nothing_runs_twice(built_images, tmp_path):
+    """A formation in a random order with delays; the agent holding a DB sync is SIGKILLed. Runs first, so
+    its three controllers are gone before the shared lab's three start."""
+    with controlplane.controller_lab(built_images["controller"], tmp_path) as lab:
+        order = random.sample(NAMES, 3)
+        controlplane.start_in_order(lab, order, max_delay=6)
+        # The longest syncs here (20-30 s): the kill lands while the command runs.
+        victim = lab.wait_for_running_task(("neutron-db-upgrade", "placement-db-sync"), timeout=900)
+        lab.exec(victim.owner, "pkill", "-KILL", "-f", "firstboot run")
+        killed = victim.task
+        lab.wait_agents(timeout=1200)
+        assert_cluster_whole(lab)
+        report = assert_tasks_ran_once(lab, order[0])
+        events = [h["event"] for h in report["history"] if h["task"] == killed]
+        assert "takeover" in events, f"{killed} (held by {victim.owner} when killed): {events}"
+        password = admin_password(lab)
+        for name in NAMES:
+            token(f"http://{lab.ip(name)}:5000", password)
+
+
+def test_three_controllers_started_together_form_one_control_plane(lab):
+    assert_cluster_whole(lab)
+    assert_tasks_ran_once(lab, "ctl2")
+    password = admin_password(lab)
+    # A token from each controller, and through the VIP; all share the Fernet keys.
+    issued = {name: token(f"http://{lab.ip(name)}:5000", password) for name in NAMES}
+    issued["vip"] = token(f"http://{lab.vip}:5000", password)
+    for source, subject in issued.items():
+        for name in NAMES:
+            check = requests.get(f"http://{lab.ip(name)}:5000/v3/auth/tokens", timeout=30,
+                                 headers={"X-Auth-Token": subject, "X-Subject-Token": subject})
+            assert check.status_code == 200, f"token from {source} rejected by {name}: {check.text[:300]}"
+    # The health endpoint HAProxy checks says Synced; HAProxy sees every Galera backend up.
+    for name in NAMES:
+        assert requests.get(f"http://{lab.ip(name)}:9200/", timeout=10).status_code == 200
+    # RabbitMQ: no guest; the management API answers on the management address only.
+    users = lab.exec("ctl1", "rabbitmqctl", "-q", "list_users").stdout
+    assert "openstack" in users and "guest" not in users
+    assert lab.exec("ctl1", "curl", "-s", "-m", "5", "http://127.0.0.1:15672/", check=False).returncode != 0
+    # Every API is in the catalog, through the VIP.
+    catalog = requests.get(f"http://{lab.vip}:5000/v3/auth/catalog", timeout=30,
+                           headers={"X-Auth-Token": issued["vip"]}).json()["catalog"]
+    assert {"identity", "image", "placement", "compute", "network", "volumev3"} <= {s["type"] for s in catalog}
+    for service in catalog:
+        assert all(lab.vip in e["url"] for e in service["endpoints"]), service
+
+
+def write_rows(lab: Lab, count: int, tag: str) -> None:
+    """Committed rows, each its own transaction, spread over the three writers."""
+    lab.sql("ctl1", "CREATE DATABASE IF NOT EXISTS cptest; CREATE TABLE IF NOT EXISTS cptest.rows "
+                    "(id INT AUTO_INCREMENT PRIMARY KEY, tag VARCHAR(32), n INT) ENGINE=InnoDB")
+    for i in range(count):
+        lab.sql(NAMES[i % 3], f"INSERT INTO cptest.rows (tag, n) VALUES ('{tag}', {i})")
+    for name in NAMES:
+        assert row_count(lab, name, tag) == count
+
+
+def row_count(lab: Lab, name: str, tag: str) -> int:
+    out = lab.sql(name, f"SET SESSION wsrep_sync_wait=1; SELECT COUNT(*) FROM cptest.rows WHERE tag='{tag}'")
+    return int(out.stdout.split()[-1])
+
+
+def test_full_power_loss_recovers_without_an_operator(lab):
+    write_rows(lab, 60, "before-power-loss")
+    for name in NAMES:  # SIGKILL to every container's PID 1: no clean shutdown anywhere
+        controlplane.docker("kill", "-s", "KILL", lab.containers[name])
+    since = time.time()
+    order = random.sample(NAMES, 3)
+    for name in order:
+        controlplane.docker("start", lab.containers[name])
+        time.sleep(random.uniform(0, 8))  # the scenario: nodes come back at different moments
+    lab.wait_agents(timeout=900, since=since)
+    assert_cluster_whole(lab)
+    for name in NAMES:
+        assert row_count(lab, name, "before-power-loss") == 60, f"rows lost on {name} (restart order {order})"
+    token(f"http://{lab.vip}:5000", admin_password(lab))
+
+
+def test_isolated_controller_refuses_writes_and_rejoins(lab):
+    victim = "ctl3"
+    controlplane.docker("network", "disconnect", lab.net, lab.containers[victim])
+    try:
+        lab.wait_for(lambda: lab.wsrep("ctl1").get("wsrep_cluster_size") == "2", "majority sees 2 nodes", 120)
+        write_rows_during = "during-partition"
+        lab.sql("ctl1", f"INSERT INTO cptest.rows (tag, n) VALUES ('{write_rows_during}', 1)")
+        lab.sql("ctl2", f"INSERT INTO cptest.rows (tag, n) VALUES ('{write_rows_during}', 2)")
+        assert lab.wsrep(victim).get("wsrep_cluster_status") != "Primary"
+        refused = lab.sql(victim, "INSERT INTO cptest.rows (tag, n) VALUES ('minority', 3)", check=False)
+        assert refused.returncode != 0 and "1047" in refused.stderr + refused.stdout, refused
+    finally:
+        controlplane.docker("network", "connect", "--ip", lab.ip(victim), lab.net, lab.containers[victim])
+    lab.wait_for(lambda: lab.wsrep(victim).get("wsrep_local_state_comment") == "Synced"
+                 and lab.wsrep(victim).get("wsrep_cluster_size") == "3", "isolated node rejoined", 300)
+    assert row_count(lab, victim, "during-partition") == 2
+    assert row_count(lab, victim, "minority") == 0
+    assert_cluster_whole(lab)
+
+
+def test_wiped_controller_rejoins_under_its_name(lab):
+    since = time.time()
+    lab.start("ctl2")  # removes the container and its data, then starts the image afresh
+    lab.wait_agents(["ctl2"], timeout=900, since=since)
+    assert_cluster_whole(lab)
+    assert row_count(lab, "ctl2", "before-power-loss") == 60
+    token(f"http://{lab.ip('ctl2')}:5000", admin_password(lab))
