@@ -245,6 +245,7 @@ CONFIG_FILES: tuple[ConfigFile, ...] = (
        when=ceph_enabled),
     # --- libvirt
     _f("/etc/libvirt/qemu.conf", "libvirt/qemu.conf.j2", _K, "libvirt", "root", "root", 0o600),
+    _f("/etc/default/libvirtd", "libvirt/libvirtd.default.j2", _K, "libvirt"),
     _f("/etc/goldstack/libvirt/cinder-secret.xml", "libvirt/secret.xml.j2", _K, "libvirt", mode=PRIVATE,
        when=rbd_volumes),
 )

@@ -74,6 +74,8 @@ OPTIONS: dict[str, Option] = {
     "cluster_wait_seconds": Option(1800, _int_range(60, 86400),
                                    "how long a controller waits for its peers (Galera, RabbitMQ, run-once tasks) "
                                    "before its agent run fails"),
+    "stop_after": Option("", lambda v: None if isinstance(v, str) else "must be a step name or empty",
+                         "stop the agent after this step (staged installs, image tests); empty = every step"),
     "tenant_network_type": Option("vxlan", _one_of("vxlan", "flat"), "project network type of ML2"),
 }
 

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import select
+import shutil
 import subprocess
+import time
 from pathlib import Path
 
 from firstboot.document import Document
@@ -29,16 +33,68 @@ def in_container(root: Path) -> bool:
     return (root / ".dockerenv").exists() or (root / "run/systemd/container").exists()
 
 
+QEMU = "qemu-system-x86_64"
+KVM_PROBE_TIMEOUT = 20
+# The firmware's last words when it ran to the end with nothing to boot.
+_FIRMWARE_DONE = "No bootable device"
+
+
+def kvm_guest_starts(root: Path) -> tuple[bool, str]:
+    """Start a throw-away KVM guest with the host CPU model (what nova's default cpu_mode asks for) and
+    see its firmware run to the end. /dev/kvm being there is not enough: on some nested hosts QEMU
+    aborts setting the vCPU's MSRs, or the guest hangs."""
+    try:
+        with open(root / "dev/kvm", "rb"):
+            pass
+    except OSError as exc:
+        return False, f"/dev/kvm: {exc.strerror}"
+    return guest_runs_firmware("kvm", "host")
+
+
+def guest_runs_firmware(accel: str, cpu: str) -> tuple[bool, str]:
+    """Boot QEMU's firmware (no disk) with this accelerator and CPU model; True when it ran to the end."""
+    if shutil.which(QEMU) is None:
+        return False, f"{QEMU} is not installed"
+    cmd = [QEMU, "-accel", accel, "-cpu", cpu, "-machine", "q35", "-m", "64", "-nodefaults", "-display", "none",
+           "-no-reboot", "-chardev", "stdio,id=fw", "-device", "isa-debugcon,iobase=0x402,chardev=fw"]
+    try:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    except OSError as exc:
+        return False, f"{QEMU}: {exc}"
+    # The firmware waits forever once it has nothing to boot: stop QEMU as soon as it says so.
+    output = ""
+    deadline = time.monotonic() + KVM_PROBE_TIMEOUT
+    assert proc.stdout is not None
+    try:
+        while _FIRMWARE_DONE not in output and time.monotonic() < deadline:
+            ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                break
+            chunk = os.read(proc.stdout.fileno(), 4096).decode(errors="replace")
+            if not chunk:
+                break
+            output += chunk
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+    if _FIRMWARE_DONE in output:
+        return True, f"a {accel} guest with the {cpu} CPU model ran its firmware"
+    last = [line for line in output.strip().splitlines() if line.strip()][-1:] or ["no output"]
+    return False, f"a {accel} guest with the {cpu} CPU model did not run: {last[0][:200]}"
+
+
 def virt_type(doc: Document, root: Path) -> str:
-    """`kvm` only when asked for, or when `auto` and /dev/kvm can be opened; `qemu` (TCG) otherwise."""
+    """`kvm` when asked for, or when `auto` and a KVM guest really starts; `qemu` (TCG) otherwise.
+    Only compute nodes run guests, so only they pay for the probe."""
     wanted = doc.options["virt_type"]
     if wanted != "auto":
         return wanted
-    try:
-        with open(root / "dev/kvm", "rb"):
-            return "kvm"
-    except OSError:
+    if doc.role != "compute":
         return "qemu"
+    usable, why = kvm_guest_starts(root)
+    log.info("virt_type auto -> %s: %s", "kvm" if usable else "qemu", why)
+    return "kvm" if usable else "qemu"
 
 
 def gather(doc: Document, root: Path) -> Facts:

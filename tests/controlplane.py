@@ -32,8 +32,12 @@ class Lab:
     names: list[str]
     containers: dict[str, str] = field(default_factory=dict)  # node name -> container name
     suffix: str = ""
+    computes: list[str] = field(default_factory=list)
+    images: dict[str, str] = field(default_factory=dict)  # role -> image, for nodes not controllers
 
     def ip(self, name: str) -> str:
+        if name in self.computes:
+            return f"{self.prefix}.{21 + self.computes.index(name)}"
         return f"{self.prefix}.{11 + self.names.index(name)}"
 
     @property
@@ -45,7 +49,8 @@ class Lab:
         dockerlab.remove(container)
         docker("run", "-d", "--name", container, "--hostname", name, "--label", dockerlab.LABEL,
                *dockerlab.SYSTEMD_FLAGS, "--network", self.net, "--ip", self.ip(name),
-               "-v", f"{self.seeds / name / 'node.yaml'}:/etc/goldstack/node.yaml:ro", self.image)
+               "-v", f"{self.seeds / name / 'node.yaml'}:/etc/goldstack/node.yaml:ro",
+               self.images.get("compute", self.image) if name in self.computes else self.image)
 
     def exec(self, name: str, *cmd: str, check: bool = True, timeout: float = 120, stdin: str | None = None):
         import subprocess
@@ -127,7 +132,7 @@ class Lab:
         return "\n".join(parts)
 
 
-def inventory(prefix: str, names: list[str]) -> dict:
+def inventory(prefix: str, names: list[str], computes: list[str] = ()) -> dict:
     return {
         "cluster": "cptest",
         "region": "RegionOne",
@@ -135,21 +140,26 @@ def inventory(prefix: str, names: list[str]) -> dict:
         "networks": {"management": f"{prefix}.0/24"},
         "options": {"api_workers": 1},
         "nodes": [{"name": n, "role": "controller", "addresses": {"management": f"{prefix}.{11 + i}"}}
-                  for i, n in enumerate(names)],
+                  for i, n in enumerate(names)]
+        + [{"name": n, "role": "compute", "addresses": {"management": f"{prefix}.{21 + i}"}}
+           for i, n in enumerate(computes)],
     }
 
 
 @contextmanager
-def controller_lab(image: str, workdir: Path, names: tuple[str, ...] = ("ctl1", "ctl2", "ctl3")) -> Iterator[Lab]:
-    """A network and seeds for the controllers; containers are started by the test and removed here."""
+def controller_lab(image: str, workdir: Path, names: tuple[str, ...] = ("ctl1", "ctl2", "ctl3"),
+                   computes: tuple[str, ...] = (), compute_image: str = "") -> Iterator[Lab]:
+    """A network and seeds for the controllers (and computes); containers are started by the test and
+    removed here."""
     net = dockerlab.unique("gs-cp")
     with ExitStack() as stack:
         prefix = stack.enter_context(dockerlab.network(net))
         inv_file = workdir / "site.yaml"
-        inv_file.write_text(yaml.safe_dump(inventory(prefix, list(names))))
+        inv_file.write_text(yaml.safe_dump(inventory(prefix, list(names), list(computes))))
         seeds = workdir / "seeds"
         seed.generate(inv_file, seeds, workdir / "site.secrets.yaml", ("file",), progress=lambda m: None)
-        lab = Lab(image, net, prefix, seeds, list(names), suffix=net.rsplit("-", 1)[-1])
+        lab = Lab(image, net, prefix, seeds, list(names), suffix=net.rsplit("-", 1)[-1], computes=list(computes),
+                  images={"compute": compute_image} if compute_image else {})
         try:
             yield lab
         finally:

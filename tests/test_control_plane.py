@@ -24,7 +24,8 @@ NAMES = ["ctl1", "ctl2", "ctl3"]
 @pytest.fixture(scope="module")
 def lab(built_images, tmp_path_factory):
     """Three controllers started at the same moment; shared by the tests below, in file order."""
-    with controlplane.controller_lab(built_images["controller"], tmp_path_factory.mktemp("cp")) as lab:
+    with controlplane.controller_lab(built_images["controller"], tmp_path_factory.mktemp("cp"),
+                                     computes=("cmp1",), compute_image=built_images["compute"]) as lab:
         controlplane.start_in_order(lab, NAMES)
         lab.wait_agents(timeout=1500)
         yield lab
@@ -168,3 +169,20 @@ def test_wiped_controller_rejoins_under_its_name(lab):
     assert_cluster_whole(lab)
     assert row_count(lab, "ctl2", "before-power-loss") == 60
     token(f"http://{lab.ip('ctl2')}:5000", admin_password(lab))
+
+
+def test_compute_node_registers_and_is_discovered_without_an_operator(lab):
+    since = time.time()
+    lab.start("cmp1")
+    lab.wait_agents(["cmp1"], timeout=900, since=since)
+    subject = token(f"http://{lab.vip}:5000", admin_password(lab))
+    headers = {"X-Auth-Token": subject, "OpenStack-API-Version": "compute 2.53"}
+    services = requests.get(f"http://{lab.vip}:8774/v2.1/os-services", headers=headers, timeout=30,
+                            params={"binary": "nova-compute"}).json()["services"]
+    assert [(s["host"], s["state"]) for s in services] == [("cmp1", "up")], services
+    hypervisors = requests.get(f"http://{lab.vip}:8774/v2.1/os-hypervisors", headers=headers,
+                               timeout=30).json()["hypervisors"]
+    assert [h["hypervisor_hostname"] for h in hypervisors] == ["cmp1"], hypervisors
+    # Mapped into cell1 by the schedulers' periodic discovery: no discover_hosts was typed anywhere.
+    cells = lab.exec("ctl1", "su", "-s", "/bin/sh", "nova", "-c", "nova-manage cell_v2 list_hosts").stdout
+    assert "cell1" in cells and "cmp1" in cells, cells

@@ -86,6 +86,7 @@ def test_compute_container_boots_and_the_agent_configures_it(built_images, tmp_p
                "nodes": [{"name": "ctl1", "role": "controller", "addresses": {"management": f"{prefix}.11"}},
                          {"name": node, "role": "compute", "addresses": {"management": f"{prefix}.21"}}]}
         doc = seed.node_document(seed.Inventory(inv, inv["nodes"]), inv["nodes"][1], site_secrets)
+        doc.setdefault("options", {})["stop_after"] = "config"  # no control plane here to register with
         node_yaml = tmp_path / "node.yaml"
         node_yaml.write_text(yaml.safe_dump(doc))
         node_yaml.chmod(0o600)

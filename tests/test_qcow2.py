@@ -48,6 +48,7 @@ def test_qcow2_manifest_matches_the_container_role_packages(compute_qcow2):
 
 def test_compute_qcow2_boots_through_uefi_and_the_agent_succeeds(compute_qcow2, tmp_path, doc_of):
     doc = doc_of("cmp1")
+    doc.setdefault("options", {})["stop_after"] = "config"  # no control plane here to register with
     seed.build_node(tmp_path / "seed", doc, ("nocloud-iso",))
     overlay = tmp_path / "disk.qcow2"
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(compute_qcow2), "-F", "qcow2",

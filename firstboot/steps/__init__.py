@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from firstboot.steps.base import Step
+from firstboot.steps.compute import ComputeStep
 from firstboot.steps.config import ConfigStep
 from firstboot.steps.galera import GaleraEndpointStep, GaleraStep
 from firstboot.steps.hosts import HostsStep
@@ -14,5 +15,5 @@ from firstboot.steps.services import InfraStep, KeystoneStep, ServicesStep
 # -> rabbitmq -> keystone -> catalog -> services.
 ALL_STEPS: tuple[Step, ...] = (
     HostsStep(), ConfigStep(), GaleraEndpointStep(), GaleraStep(), InfraStep(), DatabasesStep(), RabbitmqStep(),
-    KeystoneStep(), CatalogStep(), ServicesStep(),
+    KeystoneStep(), CatalogStep(), ServicesStep(), ComputeStep(),
 )

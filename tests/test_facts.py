@@ -1,0 +1,38 @@
+"""Host facts the agent probes: here, whether a KVM guest can really start (virt_type auto)."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from firstboot import document, facts
+
+
+def test_no_kvm_device_means_qemu(tmp_path):
+    usable, why = facts.kvm_guest_starts(tmp_path)
+    assert not usable and "/dev/kvm" in why
+
+
+@pytest.mark.skipif(shutil.which(facts.QEMU) is None, reason="the test command installs qemu-system-x86")
+def test_the_probe_recognises_a_guest_that_runs():
+    """Positive control on real QEMU: software emulation always runs the firmware to its end."""
+    usable, why = facts.guest_runs_firmware("tcg", "max")
+    assert usable, why
+
+
+@pytest.mark.skipif(shutil.which(facts.QEMU) is None, reason="the test command installs qemu-system-x86")
+def test_the_kvm_probe_gives_a_verdict_with_its_reason():
+    usable, why = facts.kvm_guest_starts(facts.Path("/"))
+    assert isinstance(usable, bool) and why
+    if usable:
+        assert "ran its firmware" in why
+
+
+def test_only_compute_nodes_probe_and_explicit_choices_win(doc_of, tmp_path):
+    doc = document.validate(doc_of("cmp1"), "cmp1")
+    assert facts.virt_type(doc, tmp_path) == "qemu"  # no /dev/kvm under tmp_path
+    raw = doc_of("cmp1")
+    raw.setdefault("options", {})["virt_type"] = "kvm"
+    assert facts.virt_type(document.validate(raw, "cmp1"), tmp_path) == "kvm"
+    assert facts.virt_type(document.validate(doc_of("ctl1"), "ctl1"), tmp_path) == "qemu"
