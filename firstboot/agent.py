@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from firstboot import document, facts, secrets, sources
-from firstboot.errors import AgentLocked, UsageError
+from firstboot.errors import AgentLocked, FieldProblem, InvalidInput, UsageError
 from firstboot.files import under_root
 from firstboot.logsetup import REDACT
 from firstboot.state import DONE, FAILED, StateStore, default_path
@@ -54,6 +54,22 @@ def load_document(opts: RunOptions) -> tuple[sources.Found, document.Document]:
     return found, doc
 
 
+def plan_of(steps: tuple[Step, ...], doc: document.Document, until: str | None, source: str) -> list[Step]:
+    """The role's steps in order, up to `--until` or the document's options.stop_after."""
+    plan = ordered(steps, doc.role)
+    names = [s.name for s in plan]
+
+    def unknown(step: str) -> str:
+        return f"the {doc.role} role has no step {step!r}; its steps are {', '.join(names)}"
+
+    stop_after = doc.options["stop_after"]
+    if stop_after and stop_after not in names:
+        raise InvalidInput(source, [FieldProblem("options.stop_after", unknown(stop_after))])
+    if until and until not in names:
+        raise UsageError(f"--until {until}: {unknown(until)}")
+    last = until or stop_after
+    return plan[:names.index(last) + 1] if last else plan
+
 def run(opts: RunOptions, steps: tuple[Step, ...] = ALL_STEPS) -> RunResult:
     root = opts.sources.root
     with run_lock(under_root(root, LOCK_FILE)):
@@ -61,17 +77,11 @@ def run(opts: RunOptions, steps: tuple[Step, ...] = ALL_STEPS) -> RunResult:
         found, doc = load_document(opts)
         log.info("document from %s (%s): node %s, role %s, cluster %s, %d peers", found.source, found.where,
                  doc.node.name, doc.role, doc.cluster, len(doc.all_nodes))
+        plan = plan_of(steps, doc, opts.until, f"{found.source} document ({found.where})")
         state = StateStore(default_path(root, opts.state_path))
         state.begin_run(node=doc.node.name, role=doc.role, cluster=doc.cluster, source=found.source,
                         source_where=found.where, document=doc.fingerprint)
         ctx = Context(doc=doc, root=root, facts=facts.gather(doc, root), state=state, set_owner=opts.set_owner)
-        plan = ordered(steps, doc.role)
-        if opts.until:
-            names = [s.name for s in plan]
-            if opts.until not in names:
-                raise UsageError(f"--until {opts.until}: the {doc.role} role has no such step; its steps are "
-                                  f"{', '.join(names)}")
-            plan = plan[:names.index(opts.until) + 1]
         state.data["agent"]["plan"] = [s.name for s in plan]
         result = run_steps(plan, ctx)
         elapsed = time.monotonic() - started

@@ -155,3 +155,20 @@ def test_galera_bootstrap_override_needs_confirmation(tmp_path):
     assert done.returncode == 0 and (tmp_path / "var/lib/goldstack/galera-force-bootstrap").exists()
     assert agent("galera-bootstrap", "--root", str(tmp_path), "--undo").returncode == 0
     assert not (tmp_path / "var/lib/goldstack/galera-force-bootstrap").exists()
+
+
+def test_the_document_can_stop_the_run_after_a_step(tmp_path, doc_of):
+    doc = doc_of("cmp1")
+    doc.setdefault("options", {})["stop_after"] = "hosts"
+    seed.build_node(tmp_path / "seed", doc, ("file",))
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc/hosts").write_text("127.0.0.1 localhost\n")
+    # --until given explicitly wins; without it the document's stop_after applies.
+    result = agent("run", "--root", str(root), "--no-chown", "--document", str(tmp_path / "seed/node.yaml"),
+                   "--until", "hosts")
+    assert result.returncode == 0 and "ran=1" in result.stdout
+    doc["options"]["stop_after"] = "no-such-step"
+    seed.build_node(tmp_path / "seed2", doc, ("file",))
+    bad = agent("run", "--root", str(root), "--no-chown", "--document", str(tmp_path / "seed2/node.yaml"))
+    assert bad.returncode == 3 and "options.stop_after" in bad.stderr, bad.stderr
