@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from firstboot.document import Document
+    from firstboot.document import Document, Node
 
 CONTROLLER, COMPUTE, STORAGE = "controller", "compute", "storage"
 ROLES = (CONTROLLER, COMPUTE, STORAGE)
@@ -138,6 +138,30 @@ def _always(_: Document) -> bool:
 def ceph_enabled(doc: Document) -> bool:
     """Ceph runs on the storage nodes whenever the site has any."""
     return bool(doc.storages)
+
+
+MAX_CEPH_MONITORS = 3
+
+
+def ceph_monitors(doc: Document) -> list[Node]:
+    """Monitors run on the first storage nodes (sorted by name), at most three: an odd quorum that
+    survives one loss without slowing every map update down with more voters."""
+    return sorted(doc.storages, key=lambda n: n.name)[:MAX_CEPH_MONITORS]
+
+
+def ceph_address(node: Node) -> str:
+    """Where a storage node's Ceph daemons listen: its storage network address, else management."""
+    return node.addresses.get("storage", node.management)
+
+
+def ceph_pool_size(doc: Document) -> int:
+    """Replicas per pool: the document's option, else one per storage node up to three."""
+    return doc.options["ceph_pool_size"] or min(3, max(1, len(doc.storages)))
+
+
+def ceph_min_size(size: int) -> int:
+    """Replicas that must be up for I/O: a majority of three, else every replica there is."""
+    return 2 if size >= 3 else 1
 
 
 def rbd_volumes(doc: Document) -> bool:

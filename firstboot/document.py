@@ -68,6 +68,8 @@ OPTIONS: dict[str, Option] = {
     "virt_type": Option("auto", _one_of("auto", "kvm", "qemu"), "auto probes whether a KVM guest can start"),
     "ceph_osd_file_size_gb": Option(8, _int_range(1, 4096), "size of the file-backed OSD when no disk is named"),
     "ceph_pool_size": Option(0, _int_range(0, 3), "replicas per pool; 0 = min(3, number of storage nodes)"),
+    "ceph_osd_memory_mb": Option(1024, _int_range(896, 65536),
+                                 "memory each OSD aims to use for caches (Ceph's minimum is 896)"),
     "ntp_servers": Option([], _host_list, "upstream time servers; empty = controllers serve time to the rest"),
     "debug": Option(False, _boolean, "debug logging in every OpenStack service"),
     "api_workers": Option(2, _int_range(1, 64), "uWSGI processes per API service (memory grows with each)"),

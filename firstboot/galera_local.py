@@ -68,6 +68,18 @@ def accounts_ready() -> bool:
     return bool(rows) and rows[0][0] != "0"
 
 
+def serving() -> tuple[bool, str]:
+    """Whether this node serves (Primary and Synced or donating), and its state: the cheap check HAProxy
+    polls every two seconds, without the position and account lookups of report()."""
+    service = unit_state("mariadb")
+    status = live_status() if service in ("active", "activating") else None
+    if status is None:
+        return False, f"MariaDB {service}"
+    primary = status.get("wsrep_cluster_status") == "Primary"
+    state = status.get("wsrep_local_state_comment", "")
+    return primary and state in galera.SERVING_STATES, f"{'Primary' if primary else 'non-Primary'}, {state}"
+
+
 def report(node: str, root: Path = Path("/")) -> galera.Report:
     service = unit_state("mariadb")
     pos, _ = grastate(root)

@@ -35,15 +35,15 @@ def make_handler(node: str, root: Path) -> type[BaseHTTPRequestHandler]:
             if path not in ("/", "/galera"):
                 self._send(404, b"not found: try / or /galera\n", "text/plain")
                 return
-            report = galera_local.report(node, root)
             if path == "/galera":
+                report = galera_local.report(node, root)
                 self._send(200, json.dumps(report.as_dict()).encode() + b"\n", "application/json")
-            elif report.primary and report.synced:
-                self._send(200, b"Galera node is Primary and Synced\n", "text/plain")
+                return
+            ok, state = galera_local.serving()
+            if ok:
+                self._send(200, f"Galera node serves: {state}\n".encode(), "text/plain")
             else:
-                state = report.state or f"MariaDB {report.service}"
-                self._send(503, f"not serving: {'Primary' if report.primary else 'non-Primary'}, {state}\n"
-                           .encode(), "text/plain")
+                self._send(503, f"not serving: {state}\n".encode(), "text/plain")
 
         do_HEAD = do_GET
 

@@ -18,19 +18,30 @@ INTERFACES = ("public", "internal", "admin")
 
 
 class Keystone:
+    """An authenticated Keystone v3 client. Each call opens its own connection: uWSGI's HTTP socket closes
+    a connection after each response without saying so, and a kept-alive connection reused at that moment
+    is reset (seen here after 204 answers). Idempotent calls are retried once on a reset."""
+
     def __init__(self, url: str, password: str, project: str = "admin", user: str = "admin"):
         self.url = url.rstrip("/")
-        self.session = requests.Session()
         body = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
             "name": user, "domain": {"id": "default"}, "password": password}}},
             "scope": {"project": {"name": project, "domain": {"id": "default"}}}}}
-        response = self.session.post(f"{self.url}/auth/tokens", json=body, timeout=TIMEOUT)
+        response = requests.post(f"{self.url}/auth/tokens", json=body, timeout=TIMEOUT)
         response.raise_for_status()
-        self.session.headers["X-Auth-Token"] = response.headers["X-Subject-Token"]
+        self.token = response.headers["X-Subject-Token"]
         self.token_body = response.json()["token"]
 
     def _call(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
-        response = self.session.request(method, f"{self.url}{path}", timeout=TIMEOUT, **kw)
+        attempts = 1 if method == "POST" else 2
+        for attempt in range(1, attempts + 1):
+            try:
+                response = requests.request(method, f"{self.url}{path}", headers={"X-Auth-Token": self.token},
+                                            timeout=TIMEOUT, **kw)
+                break
+            except requests.ConnectionError:
+                if attempt == attempts:
+                    raise
         response.raise_for_status()
         return response.json() if response.content else {}
 

@@ -8,7 +8,7 @@ from urllib.parse import quote
 
 import requests
 
-from firstboot import catalog
+from firstboot import catalog, proc
 from firstboot.document import Document
 
 OPENSTACK_USER = "openstack"
@@ -49,8 +49,6 @@ def members(status: dict | None) -> list[str]:
 
 
 def rabbitmqctl(*args: str, timeout: float = 120) -> None:
-    from firstboot import proc
-
     proc.run(["rabbitmqctl", *args], timeout=timeout)
 
 

@@ -78,7 +78,6 @@ def build_context(doc: Document, facts: Facts) -> dict[str, Any]:
         f"openstack:{rabbit_password}@{_hostport(c.management, ports['rabbitmq'])}" for c in controllers
     ) + "/"
     storages = doc.storages
-    pool_size = doc.options["ceph_pool_size"] or min(3, max(1, len(storages)))
     mgmt_net = doc.networks.get("management")
     return {
         "doc": doc,
@@ -116,9 +115,11 @@ def build_context(doc: Document, facts: Facts) -> dict[str, Any]:
         "lvm_volumes": catalog.lvm_volumes(doc),
         "ceph_entities": catalog.CEPH_ENTITIES,
         "uwsgi_apis": catalog.UWSGI_APIS,
-        "ceph_pool_size": pool_size,
+        "ceph_pool_size": catalog.ceph_pool_size(doc),
+        "ceph_min_size": catalog.ceph_min_size(catalog.ceph_pool_size(doc)),
+        "ceph_address": catalog.ceph_address,
         "ceph_public_network": doc.networks.get("storage") or mgmt_net,
-        "mon_nodes": storages,
+        "mon_nodes": catalog.ceph_monitors(doc),
     }
 
 

@@ -79,15 +79,18 @@ def ensure_schema() -> None:
     mysql.run_sql(DDL)
 
 
+# The columns _record() reads, in its order.
+_SELECT_LEASES = (f"{_CAUSAL} SELECT task, state, owner, token, version, claimed, heartbeat, finished, attempts, "
+                  f"detail, {_NOW} - heartbeat FROM {SCHEMA}.runonce")
+
+
 def read(task: str) -> Record | None:
-    rows = mysql.run_sql(f"{_CAUSAL} SELECT task, state, owner, token, version, claimed, heartbeat, finished, "
-                         f"attempts, detail, {_NOW} - heartbeat FROM {SCHEMA}.runonce WHERE task = {quote(task)};")
+    rows = mysql.run_sql(f"{_SELECT_LEASES} WHERE task = {quote(task)};")
     return _record(rows[0]) if rows else None
 
 
 def read_all() -> list[Record]:
-    rows = mysql.run_sql(f"{_CAUSAL} SELECT task, state, owner, token, version, claimed, heartbeat, finished, "
-                         f"attempts, detail, {_NOW} - heartbeat FROM {SCHEMA}.runonce ORDER BY claimed;")
+    rows = mysql.run_sql(f"{_SELECT_LEASES} ORDER BY claimed;")
     return [_record(r) for r in rows]
 
 

@@ -12,7 +12,7 @@ import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from firstboot import catalog, keystone_api, mysql, proc
+from firstboot import catalog, keystone_api, mysql, proc, rabbitmq
 from firstboot.document import Document
 from firstboot.render import api_url
 
@@ -91,8 +91,6 @@ def keystone_bootstrap(doc: Document) -> str:
 
 
 def rabbitmq_users(doc: Document) -> str:
-    from firstboot import rabbitmq
-
     return rabbitmq.ensure_users(doc)
 
 

@@ -34,11 +34,17 @@ class Lab:
     suffix: str = ""
     computes: list[str] = field(default_factory=list)
     images: dict[str, str] = field(default_factory=dict)  # role -> image, for nodes not controllers
+    storages: list[str] = field(default_factory=list)
 
     def ip(self, name: str) -> str:
         if name in self.computes:
             return f"{self.prefix}.{21 + self.computes.index(name)}"
+        if name in self.storages:
+            return f"{self.prefix}.{31 + self.storages.index(name)}"
         return f"{self.prefix}.{11 + self.names.index(name)}"
+
+    def role(self, name: str) -> str:
+        return "compute" if name in self.computes else "storage" if name in self.storages else "controller"
 
     @property
     def vip(self) -> str:
@@ -50,7 +56,7 @@ class Lab:
         docker("run", "-d", "--name", container, "--hostname", name, "--label", dockerlab.LABEL,
                *dockerlab.SYSTEMD_FLAGS, "--network", self.net, "--ip", self.ip(name),
                "-v", f"{self.seeds / name / 'node.yaml'}:/etc/goldstack/node.yaml:ro",
-               self.images.get("compute", self.image) if name in self.computes else self.image)
+               self.images.get(self.role(name), self.image))
 
     def exec(self, name: str, *cmd: str, check: bool = True, timeout: float = 120, stdin: str | None = None):
         import subprocess
@@ -124,15 +130,27 @@ class Lab:
         parts = []
         for name, container in self.containers.items():
             parts.append(f"===== {name}\n{dockerlab.diagnostics(container)}")
-            for cmd in (["journalctl", "-u", "mariadb", "--no-pager", "-n", "40"],
-                        ["journalctl", "-u", "rabbitmq-server", "--no-pager", "-n", "20"],
-                        ["curl", "-s", f"http://{self.ip(name)}:9200/galera"]):
+            for cmd in DIAGNOSTICS[self.role(name)]:
+                cmd = [c.replace("{ip}", self.ip(name)) for c in cmd]
                 proc = docker("exec", container, *cmd, check=False)
                 parts.append(f"$ {' '.join(cmd)}\n{proc.stdout[-3000:]}{proc.stderr[-1000:]}")
         return "\n".join(parts)
 
 
-def inventory(prefix: str, names: list[str], computes: list[str] = ()) -> dict:
+# What a failure message shows of each node beyond the agent status and journal, per role.
+DIAGNOSTICS: dict[str, list[list[str]]] = {
+    "controller": [["journalctl", "-u", "mariadb", "--no-pager", "-n", "40"],
+                   ["journalctl", "-u", "rabbitmq-server", "--no-pager", "-n", "20"],
+                   ["curl", "-s", "http://{ip}:9200/galera"],
+                   ["journalctl", "-u", "cinder-scheduler", "-u", "glance-api", "--no-pager", "-n", "20"]],
+    "compute": [["journalctl", "-u", "nova-compute", "-u", "libvirtd", "--no-pager", "-n", "40"]],
+    "storage": [["timeout", "20", "ceph", "health", "detail"],
+                ["journalctl", "-u", "ceph-mon@*", "-u", "ceph-mgr@*", "-u", "ceph-osd@*", "--no-pager", "-n", "60"],
+                ["journalctl", "-u", "cinder-volume", "--no-pager", "-n", "40"]],
+}
+
+
+def inventory(prefix: str, names: list[str], computes: list[str] = (), storages: list[str] = ()) -> dict:
     return {
         "cluster": "cptest",
         "region": "RegionOne",
@@ -142,24 +160,28 @@ def inventory(prefix: str, names: list[str], computes: list[str] = ()) -> dict:
         "nodes": [{"name": n, "role": "controller", "addresses": {"management": f"{prefix}.{11 + i}"}}
                   for i, n in enumerate(names)]
         + [{"name": n, "role": "compute", "addresses": {"management": f"{prefix}.{21 + i}"}}
-           for i, n in enumerate(computes)],
+           for i, n in enumerate(computes)]
+        + [{"name": n, "role": "storage", "addresses": {"management": f"{prefix}.{31 + i}"}}
+           for i, n in enumerate(storages)],
     }
 
 
 @contextmanager
 def controller_lab(image: str, workdir: Path, names: tuple[str, ...] = ("ctl1", "ctl2", "ctl3"),
-                   computes: tuple[str, ...] = (), compute_image: str = "") -> Iterator[Lab]:
-    """A network and seeds for the controllers (and computes); containers are started by the test and
-    removed here."""
+                   computes: tuple[str, ...] = (), compute_image: str = "", storages: tuple[str, ...] = (),
+                   storage_image: str = "") -> Iterator[Lab]:
+    """A network and seeds for the controllers (and computes, storage nodes); containers are started by the
+    test and removed here."""
     net = dockerlab.unique("gs-cp")
     with ExitStack() as stack:
         prefix = stack.enter_context(dockerlab.network(net))
         inv_file = workdir / "site.yaml"
-        inv_file.write_text(yaml.safe_dump(inventory(prefix, list(names), list(computes))))
+        inv_file.write_text(yaml.safe_dump(inventory(prefix, list(names), list(computes), list(storages))))
         seeds = workdir / "seeds"
         seed.generate(inv_file, seeds, workdir / "site.secrets.yaml", ("file",), progress=lambda m: None)
+        images = {role: ref for role, ref in (("compute", compute_image), ("storage", storage_image)) if ref}
         lab = Lab(image, net, prefix, seeds, list(names), suffix=net.rsplit("-", 1)[-1], computes=list(computes),
-                  images={"compute": compute_image} if compute_image else {})
+                  images=images, storages=list(storages))
         try:
             yield lab
         finally:

@@ -10,10 +10,13 @@ from firstboot.steps.hosts import HostsStep
 from firstboot.steps.rabbitmq import RabbitmqStep
 from firstboot.steps.runonce import CatalogStep, DatabasesStep
 from firstboot.steps.services import InfraStep, KeystoneStep, ServicesStep
+from firstboot.steps.storage import CephMonStep, CephOsdStep, CephPoolsStep, VolumeStep
 
 # Controller order: galera -> infra (HAProxy + VIP, which every database URL goes through) -> databases
 # -> rabbitmq -> keystone -> catalog -> services.
+# Storage: ceph-mon -> ceph-osd -> ceph-pools -> volume.
 ALL_STEPS: tuple[Step, ...] = (
     HostsStep(), ConfigStep(), GaleraEndpointStep(), GaleraStep(), InfraStep(), DatabasesStep(), RabbitmqStep(),
-    KeystoneStep(), CatalogStep(), ServicesStep(), ComputeStep(),
+    KeystoneStep(), CatalogStep(), ServicesStep(), ComputeStep(), CephMonStep(), CephOsdStep(),
+    CephPoolsStep(), VolumeStep(),
 )

@@ -1,4 +1,5 @@
-"""Compute node: libvirt and nova-compute, then proof that the cloud sees this hypervisor.
+"""Compute node: libvirt (with the secret QEMU needs to open RBD volumes) and nova-compute, then proof
+that the cloud sees this hypervisor.
 
 Nobody types `nova-manage cell_v2 discover_hosts`: the schedulers' periodic discovery maps the new
 host into cell1; this step waits until nova lists the service up and the hypervisor, as the nova
@@ -7,44 +8,40 @@ service user (which holds the admin role on the service project), through the VI
 
 from __future__ import annotations
 
-import requests
+import os
+import tempfile
 
-from firstboot import catalog, keystone_api
-from firstboot.render import api_url
+from firstboot import catalog, cloud, proc
 from firstboot.steps.base import Context
-from firstboot.steps.units import UnitsStep
+from firstboot.steps.units import UnitsStep, start_units
 
 _K = frozenset({catalog.COMPUTE})
+SECRET_XML = "/etc/goldstack/libvirt/cinder-secret.xml"
 
 
-def control_plane_answers(ctx: Context) -> bool:
+def libvirt_secret_current(ctx: Context) -> bool:
+    """libvirt holds client.cinder's key under the UUID nova.conf and cinder.conf name."""
+    if not catalog.rbd_volumes(ctx.doc):
+        return True
+    uuid = str(ctx.doc.secrets["libvirt_secret_uuid"])
     try:
-        keystone_api.Keystone(api_url(ctx.doc, "keystone", "/v3"), str(ctx.doc.secrets["user_nova"]),
-                              project="service", user="nova")
-    except (requests.RequestException, KeyError):
+        value = proc.run(["virsh", "-q", "secret-get-value", uuid], timeout=30).stdout.strip()
+    except proc.CommandFailed:
         return False
-    return True
+    return value == str(ctx.doc.secrets["ceph_cinder_key"])
 
 
-def registered(ctx: Context) -> tuple[bool, str]:
-    """nova-compute of this host is up, and its hypervisor is listed (so it is mapped into a cell)."""
-    host = ctx.doc.node.name
+def define_libvirt_secret(ctx: Context) -> None:
+    """Define the secret and set its value from a private temporary file (never on a command line)."""
+    uuid = str(ctx.doc.secrets["libvirt_secret_uuid"])
+    proc.run(["virsh", "-q", "secret-define", "--file", str(ctx.path(SECRET_XML))], timeout=30)
+    fd, path = tempfile.mkstemp(prefix="goldstack-secret-", dir="/run")
     try:
-        ks = keystone_api.Keystone(api_url(ctx.doc, "keystone", "/v3"), str(ctx.doc.secrets["user_nova"]),
-                                   project="service", user="nova")
-        nova = api_url(ctx.doc, "nova", "/v2.1")
-        headers = {"X-Auth-Token": ks.session.headers["X-Auth-Token"], "OpenStack-API-Version": "compute 2.53"}
-        services = requests.get(f"{nova}/os-services", params={"host": host, "binary": "nova-compute"},
-                                headers=headers, timeout=30).json().get("services", [])
-        hypervisors = requests.get(f"{nova}/os-hypervisors", params={"hypervisor_hostname_pattern": host},
-                                   headers=headers, timeout=30).json().get("hypervisors", [])
-    except (requests.RequestException, ValueError, KeyError):
-        return False, "the compute API does not answer yet"
-    if not any(s.get("state") == "up" for s in services):
-        return False, f"nova-compute on {host} is not reported up yet"
-    if not hypervisors:
-        return False, f"hypervisor {host} is not listed yet (waiting for the schedulers' cell discovery)"
-    return True, f"nova-compute up, hypervisor {hypervisors[0].get('hypervisor_hostname')} listed"
+        with os.fdopen(fd, "w") as f:
+            f.write(str(ctx.doc.secrets["ceph_cinder_key"]))
+        proc.run(["virsh", "-q", "secret-set-value", "--secret", uuid, "--file", path], timeout=30)
+    finally:
+        os.unlink(path)
 
 
 class ComputeStep(UnitsStep):
@@ -57,15 +54,22 @@ class ComputeStep(UnitsStep):
     ready_timeout = 900
 
     def run(self, ctx: Context) -> str:
-        from firstboot import proc
-
-        proc.wait_for(lambda: control_plane_answers(ctx), ctx.doc.options["cluster_wait_seconds"],
+        proc.wait_for(lambda: cloud.control_plane_answers(ctx.doc, "nova"), ctx.doc.options["cluster_wait_seconds"],
                       "the control plane (keystone through the VIP)", interval=5, progress=ctx.note)
+        start_units(ctx, ("libvirt",))
+        proc.wait_for(lambda: proc.run(["virsh", "-q", "version"], ok_codes=(0, 1)).returncode == 0, 60,
+                      "libvirtd answers")
+        if not libvirt_secret_current(ctx):
+            ctx.note("defining the libvirt secret of client.cinder (RBD volumes)")
+            define_libvirt_secret(ctx)
         detail = super().run(ctx)
-        return f"{detail}; {registered(ctx)[1]}"
+        return f"{detail}; {cloud.compute_registered(ctx.doc)[1]}"
+
+    def done(self, ctx: Context) -> bool:
+        return super().done(ctx) and libvirt_secret_current(ctx)
 
     def ready(self, ctx: Context) -> bool:
-        ok, why = registered(ctx)
+        ok, why = cloud.compute_registered(ctx.doc)
         if not ok:
             ctx.note(why)
         return ok

@@ -7,7 +7,6 @@ that decides who bootstraps.
 
 from __future__ import annotations
 
-import shutil
 import time
 
 import requests
@@ -18,6 +17,7 @@ from firstboot.steps.units import UnitsStep
 
 PEER_TIMEOUT = 3
 POLL_SECONDS = 2
+NEW_CLUSTER_VARIABLE = "_WSREP_NEW_CLUSTER"
 MAX_START_FAILURES = 3
 
 
@@ -95,10 +95,7 @@ class GaleraStep(Step):
                     raise RuntimeError("mariadbd --wsrep-recover printed no position; see the MariaDB error log")
                 galera_local.save_recovered(*found, root=ctx.root)
                 continue
-            reports: dict[str, galera.Report | None] = {me: mine}
-            for peer in ctx.doc.controllers:
-                if peer.name != me:
-                    reports[peer.name] = peer_report(peer.management)
+            reports = gather_reports(ctx, mine)
             decision = galera.decide(me, reports)
             ctx.note(f"{decision.action}: {decision.reason}; peers: {_summary(reports)}")
             if decision.action == galera.WAIT:
@@ -121,27 +118,30 @@ class GaleraStep(Step):
         if not mine.fresh:
             path = ctx.path(galera_local.GRASTATE)
             path.write_text(galera.set_safe_to_bootstrap(path.read_text()))
-        # What galera_new_cluster does (an environment file the unit reads, removed by its ExecStartPost);
-        # done here because the script assumes /run/mysqld exists, which it does not before a first start.
-        run_dir = ctx.path("/run/mysqld")
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if ctx.set_owner:
-            shutil.chown(run_dir, "mysql", "mysql")
-        (run_dir / "wsrep-new-cluster").write_text("_WSREP_NEW_CLUSTER=--wsrep-new-cluster\n")
+        # What galera_new_cluster does, without its environment file: that file moved between MariaDB
+        # 11.8 updates (/run/mysqld/wsrep-new-cluster, then /run/mariadb-wsrep-new-cluster), while the
+        # unit's ExecStart reads $_WSREP_NEW_CLUSTER from systemd's environment in every version.
+        proc.systemctl("set-environment", f"{NEW_CLUSTER_VARIABLE}=--wsrep-new-cluster")
         try:
             proc.systemctl("start", "mariadb", timeout=900)
         finally:
-            (run_dir / "wsrep-new-cluster").unlink(missing_ok=True)
+            proc.systemctl("unset-environment", NEW_CLUSTER_VARIABLE)
+
+
+def gather_reports(ctx: Context, mine: galera.Report) -> dict[str, galera.Report | None]:
+    """This node's report and every other controller's (None where its health endpoint does not answer)."""
+    reports: dict[str, galera.Report | None] = {ctx.doc.node.name: mine}
+    for peer in ctx.doc.controllers:
+        if peer.name != ctx.doc.node.name:
+            reports[peer.name] = peer_report(peer.management)
+    return reports
+
 
 def cluster_complete(ctx: Context) -> bool:
     """Every controller is in the Primary component and serving (none joining or donating a state
     transfer). Schema changes wait for this: a state transfer taken while DDL runs can leave the
     joiner with tables it cannot apply the next DDL to (seen here: the joiner went Inconsistent)."""
-    me = ctx.doc.node.name
-    reports = {me: galera_local.report(me, ctx.root)}
-    for peer in ctx.doc.controllers:
-        if peer.name != me:
-            reports[peer.name] = peer_report(peer.management)
+    reports = gather_reports(ctx, galera_local.report(ctx.doc.node.name, ctx.root))
     complete = all(r is not None and r.serving and r.state == "Synced" for r in reports.values())
     if not complete:
         ctx.note(f"waiting for every controller to be Synced before schema changes; peers: {_summary(reports)}")

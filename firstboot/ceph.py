@@ -1,0 +1,217 @@
+"""Ceph on the storage nodes, deployed the manual way with Debian's packages (no cephadm: its container
+images cannot be pulled here, and the golden image already holds the daemons).
+
+Every operation is idempotent, so a run killed anywhere converges when repeated: a monitor store made
+once (marker file `done`), keys asked for with get-or-create, the OSD's id derived from a UUID that is
+itself derived from the fsid and the node name (`ceph osd new` with a known UUID returns the same id),
+pools created if missing. All CephX keys the cluster starts with — admin, bootstrap-osd and the
+OpenStack clients — come from the site secrets through the monitor keyring, so no key is made at
+random on a node and the clients' keyrings on controllers and computes match from the first boot.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+from firstboot import catalog, proc
+from firstboot.document import Document
+
+CLUSTER = "ceph"
+MON_KEYRING = "/etc/goldstack/ceph/ceph.mon.keyring"
+CONNECT_TIMEOUT = 10
+PG_NUM = 32
+
+
+def mon_dir(name: str) -> str:
+    return f"/var/lib/ceph/mon/{CLUSTER}-{name}"
+
+
+def mgr_dir(name: str) -> str:
+    return f"/var/lib/ceph/mgr/{CLUSTER}-{name}"
+
+
+def osd_dir(osd_id: int) -> str:
+    return f"/var/lib/ceph/osd/{CLUSTER}-{osd_id}"
+
+
+def osd_uuid(doc: Document) -> str:
+    """Stable across re-runs and re-creations of the node: the same node name gets the same OSD id back."""
+    return str(uuid.uuid5(uuid.UUID(str(doc.secrets["ceph_fsid"])), f"osd:{doc.node.name}"))
+
+
+def monmap_args(doc: Document) -> list[str]:
+    """monmaptool arguments naming every monitor with its v2 and v1 address (identical on every monitor)."""
+    args = []
+    for mon in catalog.ceph_monitors(doc):
+        address = catalog.ceph_address(mon)
+        args += ["--addv", mon.name,
+                 f"[v2:{address}:{catalog.PORTS['ceph-mon']},v1:{address}:{catalog.PORTS['ceph-mon-v1']}]"]
+    return args
+
+
+def is_monitor(doc: Document) -> bool:
+    return any(m.name == doc.node.name for m in catalog.ceph_monitors(doc))
+
+
+def ceph(*args: str, timeout: float = 120) -> str:
+    return proc.run(["ceph", "--connect-timeout", str(CONNECT_TIMEOUT), *args], timeout=timeout).stdout
+
+
+def ceph_json(*args: str, timeout: float = 120) -> Any:
+    return json.loads(ceph(*args, "--format", "json", timeout=timeout) or "null")
+
+
+def _chown_ceph(path: Path) -> None:
+    for p in [path, *path.rglob("*")] if path.is_dir() else [path]:
+        shutil.chown(p, "ceph", "ceph")
+
+
+def make_monitor(doc: Document, root: Path) -> bool:
+    """Create this node's monitor store from the shared monmap and keyring; False when it exists."""
+    name = doc.node.name
+    data = root / mon_dir(name).lstrip("/")
+    if (data / "done").exists():
+        return False
+    if data.exists():
+        shutil.rmtree(data)  # a mkfs cut off half-way
+    data.mkdir(parents=True)
+    _chown_ceph(data)
+    monmap = root / "var/lib/ceph/tmp/goldstack-monmap"
+    monmap.parent.mkdir(parents=True, exist_ok=True)
+    monmap.unlink(missing_ok=True)
+    proc.run(["monmaptool", "--create", "--fsid", str(doc.secrets["ceph_fsid"]), *monmap_args(doc), str(monmap)])
+    _chown_ceph(monmap)
+    # ceph-mon reads the keyring after dropping to the ceph user: hand it a private copy it owns.
+    keyring = monmap.with_name("goldstack-mon-keyring")
+    _write_private(keyring, (root / MON_KEYRING.lstrip("/")).read_text())
+    _chown_ceph(keyring)
+    try:
+        proc.run(["ceph-mon", "--cluster", CLUSTER, "--mkfs", "-i", name, "--monmap", str(monmap),
+                  "--keyring", str(keyring), "--setuser", "ceph", "--setgroup", "ceph"])
+    finally:
+        keyring.unlink(missing_ok=True)
+        monmap.unlink(missing_ok=True)
+    (data / "done").touch()
+    _chown_ceph(data)
+    return True
+
+
+def quorum() -> list[str]:
+    """Names of the monitors in quorum; empty when no quorum answers."""
+    try:
+        status = ceph_json("quorum_status", timeout=CONNECT_TIMEOUT * 3)
+    except (proc.CommandFailed, ValueError):
+        return []
+    return list(status.get("quorum_names", [])) if status else []
+
+
+def make_manager(name: str, root: Path) -> bool:
+    data = root / mgr_dir(name).lstrip("/")
+    keyring = data / "keyring"
+    if keyring.exists():
+        return False
+    data.mkdir(parents=True, exist_ok=True)
+    key = ceph("auth", "get-or-create", f"mgr.{name}", "mon", "allow profile mgr", "osd", "allow *",
+               "mds", "allow *")
+    _write_private(keyring, key)
+    _chown_ceph(data)
+    return True
+
+
+def _write_private(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def osd_id(doc: Document) -> int:
+    """This node's OSD id, registered in the cluster map if it is not yet (`ceph osd new` is idempotent
+    for a known UUID)."""
+    return int(ceph("osd", "new", osd_uuid(doc)).strip())
+
+
+def make_osd(doc: Document, root: Path, osd: int) -> bool:
+    """A BlueStore OSD on the node's data disk when the document names one, else on a file."""
+    data = root / osd_dir(osd).lstrip("/")
+    if (data / "goldstack-ready").exists():
+        return False
+    if data.exists():
+        shutil.rmtree(data)
+    data.mkdir(parents=True)
+    block = data / "block"
+    if doc.node.osd_device:
+        block.symlink_to(doc.node.osd_device)
+        shutil.chown(doc.node.osd_device, "ceph", "ceph")
+    else:
+        with open(block, "wb") as f:
+            f.truncate(doc.options["ceph_osd_file_size_gb"] << 30)  # sparse: space is used as data arrives
+    key = ceph("auth", "get-or-create", f"osd.{osd}", "mon", "allow profile osd", "mgr", "allow profile osd",
+               "osd", "allow *")
+    _write_private(data / "keyring", key)
+    _chown_ceph(data)
+    proc.run(["ceph-osd", "--cluster", CLUSTER, "-i", str(osd), "--mkfs", "--osd-uuid", osd_uuid(doc),
+              "--osd-objectstore", "bluestore", "--osd-data", str(data), "--setuser", "ceph", "--setgroup", "ceph"],
+             timeout=600)
+    (data / "goldstack-ready").touch()
+    _chown_ceph(data)
+    return True
+
+
+def osd_up(osd: int) -> bool:
+    try:
+        dump = ceph_json("osd", "dump")
+    except (proc.CommandFailed, ValueError):
+        return False
+    return any(o.get("osd") == osd and o.get("up") == 1 and o.get("in") == 1 for o in dump.get("osds", []))
+
+
+def ensure_pools(size: int) -> list[str]:
+    """The OpenStack pools with `size` replicas and the rbd application; returns the pools created now."""
+    existing = set(ceph_json("osd", "pool", "ls") or [])
+    created = []
+    for pool in catalog.CEPH_POOLS:
+        if pool not in existing:
+            ceph("osd", "pool", "create", pool, str(PG_NUM), str(PG_NUM), "replicated", "--size", str(size))
+            created.append(pool)
+        ceph("osd", "pool", "set", pool, "size", str(size), *(["--yes-i-really-mean-it"] if size == 1 else []))
+        ceph("osd", "pool", "set", pool, "min_size", str(catalog.ceph_min_size(size)))
+        ceph("osd", "pool", "application", "enable", pool, "rbd")
+    return created
+
+
+def pools_ready(size: int) -> bool:
+    try:
+        details = ceph_json("osd", "pool", "ls", "detail")
+    except (proc.CommandFailed, ValueError):
+        return False
+    found = {p.get("pool_name"): p for p in details or []}
+    return all(pool in found and found[pool].get("size") == size
+               and "rbd" in found[pool].get("application_metadata", {}) for pool in catalog.CEPH_POOLS)
+
+
+def pgs_active() -> tuple[bool, str]:
+    """Every placement group is active (I/O can be served); the reason otherwise."""
+    try:
+        stat = ceph_json("pg", "stat")
+    except (proc.CommandFailed, ValueError):
+        return False, "the monitors do not answer"
+    summary = stat.get("pg_summary", stat) if isinstance(stat, dict) else {}
+    total = summary.get("num_pgs", 0)
+    states = {s["name"]: s["num"] for s in summary.get("num_pg_by_state", [])}
+    active = sum(n for state, n in states.items() if "active" in state.split("+"))
+    if total == 0:
+        return False, "no placement groups yet"
+    return active == total, f"{active}/{total} placement groups active ({', '.join(sorted(states))})"
+
+
+def health() -> dict[str, Any]:
+    """`ceph health detail` as JSON: status and the checks raised."""
+    return ceph_json("health", "detail")
+
