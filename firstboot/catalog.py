@@ -43,6 +43,10 @@ PORTS: dict[str, int] = {
 }
 
 
+# The Open vSwitch bridge of the provider (flat/VLAN) network; the network step creates it, the agent maps it.
+PROVIDER_BRIDGE = "br-provider"
+
+
 @dataclass(frozen=True)
 class Api:
     """An HTTP API behind HAProxy, with the path its health check requests."""

@@ -63,3 +63,19 @@ def volume_registered(doc: Document, backend: str) -> tuple[bool, str]:
         return False, f"cinder-volume {host} is not reported up yet"
     return True, f"cinder-volume {host} up"
 
+
+
+def network_agents_alive(doc: Document, binaries: tuple[str, ...]) -> tuple[bool, str]:
+    """Each of these neutron agents of this host reports itself alive to neutron-server."""
+    host = doc.node.name
+    try:
+        ks = session(doc, "neutron")
+        agents = requests.get(f"{api_url(doc, 'neutron', '/v2.0')}/agents", params={"host": host}, timeout=TIMEOUT,
+                              headers={"X-Auth-Token": ks.token}).json()["agents"]
+    except (requests.RequestException, ValueError, KeyError):
+        return False, "the network API does not answer yet"
+    alive = {a.get("binary") for a in agents if a.get("alive") and a.get("admin_state_up")}
+    missing = [b for b in binaries if b not in alive]
+    if missing:
+        return False, f"not yet alive on {host}: {', '.join(missing)}"
+    return True, f"{', '.join(binaries)} alive"

@@ -102,4 +102,7 @@ def gather(doc: Document, root: Path) -> Facts:
     if iface is None:
         log.warning("no interface holds %s; assuming eth0 (set node.interfaces.management)", doc.node.management)
         iface = "eth0"
-    return Facts(management_interface=iface, virt_type=virt_type(doc, root), in_container=in_container(root))
+    provider = doc.node.addresses.get("provider")
+    provider_iface = doc.node.interfaces.get("provider") or (interface_of(provider) if provider else None)
+    return Facts(management_interface=iface, virt_type=virt_type(doc, root), in_container=in_container(root),
+                 provider_interface=provider_iface)

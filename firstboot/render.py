@@ -46,6 +46,7 @@ class Facts:
     management_interface: str = "eth0"
     virt_type: str = "qemu"
     in_container: bool = False
+    provider_interface: str | None = None  # the interface holding the node's provider address, if any
 
 
 def _hostport(address: str, port: int) -> str:
@@ -97,7 +98,8 @@ def build_context(doc: Document, facts: Facts) -> dict[str, Any]:
         # Same on every controller of a cluster, different between clusters sharing a segment.
         "vrrp_router_id": 1 + int(hashlib.sha256(doc.cluster.encode()).hexdigest()[:8], 16) % 254,
         "management_interface": doc.node.interfaces.get("management", facts.management_interface),
-        "provider_interface": doc.node.interfaces.get("provider"),
+        "provider_interface": doc.node.interfaces.get("provider") or facts.provider_interface,
+        "provider_bridge": catalog.PROVIDER_BRIDGE,
         "networks": doc.networks,
         "secrets": sec,
         "options": doc.options,

@@ -122,6 +122,9 @@ TASKS: tuple[Task, ...] = (
          ("nova-map-cell0",)),
     Task("nova-db-sync", DATABASE, "nova-common", _manage("nova", "nova-manage", "db", "sync"),
          ("nova-create-cell1",), ("nova", "nova_cell0")),
+    # A fresh schema has nothing to migrate (exit 0); after a package upgrade this converts the rows.
+    Task("nova-online-migrations", DATABASE, "nova-common",
+         _manage("nova", "nova-manage", "db", "online_data_migrations"), ("nova-db-sync",)),
     Task("neutron-db-upgrade", DATABASE, "neutron-common",
          _manage("neutron", "neutron-db-manage", *_NEUTRON_CONF, "upgrade", "heads"), ("databases",), ("neutron",)),
     Task("cinder-db-sync", DATABASE, "cinder-common", _manage("cinder", "cinder-manage", "db", "sync"),

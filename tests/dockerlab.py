@@ -12,9 +12,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 LABEL = "org.goldstack.test"
-# systemd as PID 1 without --privileged (this host refuses it): see shared/environment.md.
+# systemd as PID 1 without --privileged (this host refuses it): see shared/environment.md. Plus the
+# capabilities the services' privsep daemons keep for themselves (neutron's
+# and nova's contexts include DAC_READ_SEARCH and SYS_PTRACE, which Docker does not grant by default).
 SYSTEMD_FLAGS = [
-    "--cap-add", "SYS_ADMIN", "--cap-add", "NET_ADMIN",
+    "--cap-add", "SYS_ADMIN", "--cap-add", "NET_ADMIN", "--cap-add", "SYS_PTRACE", "--cap-add", "DAC_READ_SEARCH",
     "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
     "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--tmpfs", "/run", "--tmpfs", "/run/lock",
 ]

@@ -1,7 +1,8 @@
 """Storage and compute nodes that join by themselves: a real Ceph cluster (monitor, manager, BlueStore
 OSD on a file) formed by the storage node's agent, cinder-volume and glance on RBD, nova-compute with
-the libvirt secret of client.cinder. One controller (the small lab), one storage node, one compute node,
-all started at once with no operator. Marked `storage`: `./gs test -m storage` runs these alone.
+the libvirt secret of client.cinder, neutron's Open vSwitch agents on the userspace datapath. One
+controller (the small lab), one storage node, one compute node, all started at once with no operator.
+Marked `storage`: `./gs test -m storage` runs these alone.
 """
 
 from __future__ import annotations
@@ -112,6 +113,16 @@ def test_compute_node_registered_with_the_libvirt_secret(lab):
     assert [h["Hypervisor Hostname"] for h in hypervisors] == ["cmp1"], hypervisors
     secrets = lab.exec("cmp1", "virsh", "-q", "secret-list").stdout
     assert "client.cinder secret" in secrets, secrets
+
+
+def test_network_agents_alive_on_controller_and_compute(lab):
+    agents = openstack(lab, "network", "agent", "list")
+    alive = {(a["Host"], a["Binary"]) for a in agents if a["Alive"] and a["State"]}
+    expected = {("cmp1", "neutron-openvswitch-agent"), ("ctl1", "neutron-openvswitch-agent"),
+                ("ctl1", "neutron-dhcp-agent"), ("ctl1", "neutron-l3-agent"), ("ctl1", "neutron-metadata-agent")}
+    assert expected <= alive, agents
+    bridges = lab.exec("cmp1", "ovs-vsctl", "list-br").stdout.split()
+    assert {"br-int", "br-tun"} <= set(bridges), bridges
 
 
 def test_storage_node_killed_and_restarted_keeps_its_volume(lab):

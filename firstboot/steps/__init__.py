@@ -7,16 +7,17 @@ from firstboot.steps.compute import ComputeStep
 from firstboot.steps.config import ConfigStep
 from firstboot.steps.galera import GaleraEndpointStep, GaleraStep
 from firstboot.steps.hosts import HostsStep
+from firstboot.steps.network import NetworkStep
 from firstboot.steps.rabbitmq import RabbitmqStep
 from firstboot.steps.runonce import CatalogStep, DatabasesStep
 from firstboot.steps.services import InfraStep, KeystoneStep, ServicesStep
 from firstboot.steps.storage import CephMonStep, CephOsdStep, CephPoolsStep, VolumeStep
 
 # Controller order: galera -> infra (HAProxy + VIP, which every database URL goes through) -> databases
-# -> rabbitmq -> keystone -> catalog -> services.
+# -> rabbitmq -> keystone -> catalog -> services -> network. Compute: network -> compute.
 # Storage: ceph-mon -> ceph-osd -> ceph-pools -> volume.
 ALL_STEPS: tuple[Step, ...] = (
     HostsStep(), ConfigStep(), GaleraEndpointStep(), GaleraStep(), InfraStep(), DatabasesStep(), RabbitmqStep(),
-    KeystoneStep(), CatalogStep(), ServicesStep(), ComputeStep(), CephMonStep(), CephOsdStep(),
+    KeystoneStep(), CatalogStep(), ServicesStep(), NetworkStep(), ComputeStep(), CephMonStep(), CephOsdStep(),
     CephPoolsStep(), VolumeStep(),
 )

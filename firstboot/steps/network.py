@@ -1,0 +1,65 @@
+"""Neutron's agents on this node: Open vSwitch (userspace datapath) and, on controllers, the DHCP, L3 and
+metadata agents; done when neutron-server lists each of them alive for this host.
+
+The netdev datapath makes its bridge and internal ports as TAP devices. Containers start without
+/dev/net/tun (VMs and bare metal have it), so the step creates the node (character 10:200, which
+container engines allow by default) when it is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from firstboot import catalog, cloud, proc
+from firstboot.steps.base import Context
+from firstboot.steps.units import UnitsStep, start_units, units_for
+
+TUN = "/dev/net/tun"
+TUN_DEVICE = (10, 200)
+
+
+def ensure_tun(ctx: Context) -> bool:
+    path = ctx.path(TUN)
+    if path.exists():
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(*TUN_DEVICE))
+    os.chmod(path, 0o666)
+    return True
+
+
+class NetworkStep(UnitsStep):
+    name = "network"
+    description = "start Open vSwitch and the neutron agents; wait until neutron lists them alive"
+    roles = frozenset({catalog.CONTROLLER, catalog.COMPUTE})
+    after = ("services", "config")
+    groups = ("openvswitch", "neutron-agents")
+    ready_what = "this node's neutron agents alive"
+    ready_timeout = 600
+
+    def _binaries(self, ctx: Context) -> tuple[str, ...]:
+        """Each agent's unit is named after the binary neutron lists it as."""
+        return tuple(units_for(ctx, ("neutron-agents",)))
+
+    def run(self, ctx: Context) -> str:
+        proc.wait_for(lambda: cloud.control_plane_answers(ctx.doc, "neutron"),
+                      ctx.doc.options["cluster_wait_seconds"], "the control plane (keystone through the VIP)",
+                      interval=5, progress=ctx.note)
+        if ensure_tun(ctx):
+            ctx.note(f"created {TUN} (the userspace datapath's TAP devices need it)")
+        start_units(ctx, ("openvswitch",))
+        provider = ctx.doc.node.interfaces.get("provider") or ctx.facts.provider_interface
+        if provider:
+            # The agent maps the provider network to this bridge but does not create it.
+            bridge = catalog.PROVIDER_BRIDGE
+            proc.run(["ovs-vsctl", "--may-exist", "add-br", bridge, "--", "set", "bridge", bridge,
+                      "datapath_type=netdev", "--", "--may-exist", "add-port", bridge, provider], timeout=60)
+        detail = super().run(ctx)
+        return f"{detail}; {cloud.network_agents_alive(ctx.doc, self._binaries(ctx))[1]}"
+
+    def ready(self, ctx: Context) -> bool:
+        ok, why = cloud.network_agents_alive(ctx.doc, self._binaries(ctx))
+        if not ok:
+            ctx.note(why)
+        return ok
