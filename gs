@@ -66,6 +66,9 @@ usage: ./gs COMMAND [ARGS...]
   seed INVENTORY [--out DIR]   make per-node seeds (NoCloud dir + ISO, ConfigDrive, node.yaml) and the
                                site secrets file from an inventory; see docs/seed.md
   agent ARGS...                run the first-boot agent (python -m firstboot ARGS...)
+  lab up|status|down|destroy|logs|openrc [...]
+                               the compose lab: 3 (or --controllers 1) controllers, a compute and a
+                               storage node on this machine (python compose/lab.py --help)
   test [PYTEST ARGS...]        lint (ruff) and run the whole test suite, installing what it needs
   bench                        run the benchmarks in bench/ and write JSON to bench/results/
   help                         this text
@@ -87,10 +90,16 @@ case "$cmd" in
   agent)
     ensure_venv
     exec "$VENV/bin/python" -m firstboot "$@" ;;
+  lab)
+    ensure_venv
+    ensure_docker
+    ensure_debs docker-compose
+    exec "$VENV/bin/python" compose/lab.py "$@" ;;
   test)
     ensure_venv
     ensure_docker
     ensure_image_tools
+    ensure_debs docker-compose
     log "ruff check"
     "$VENV/bin/ruff" check .
     log "pytest"

@@ -1,0 +1,311 @@
+"""The Goldstack lab on one machine: controllers, a compute and a storage node as systemd containers,
+each configured only by its first-boot agent from the seed made here.
+
+  ./gs lab up [--controllers 1|3]   build missing images, make seeds, start the nodes, follow their agents
+  ./gs lab status [--json]          node, role, container, agent step and health
+  ./gs lab logs NODE                the node's agent journal (add --unit UNIT for a service)
+  ./gs lab openrc                   admin credentials for the VIP (source it: eval "$(./gs lab openrc)")
+  ./gs lab down                     stop and remove the containers; volumes (databases, Ceph) stay
+  ./gs lab destroy                  remove containers, volumes, seeds and the lab's secrets
+
+Files: build/lab/NAME/ holds the inventory derived from compose/lab-inventory.yaml, the per-node seeds
+and the site secrets (0600, made once on the first `up`, never in an image).
+exit codes: 0 success, 1 a node's agent did not finish (see `status`, `logs`), 2 bad command line,
+3 missing prerequisite (Docker engine, compose, images with --no-build).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+TOP = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(TOP))
+from firstboot import seed  # noqa: E402
+
+COMPOSE_FILE = TOP / "compose" / "docker-compose.yml"
+INVENTORY = TOP / "compose" / "lab-inventory.yaml"
+STATE = TOP / "build" / "lab"
+HA_ONLY = ("ctl2", "ctl3")  # the compose file's `ha` profile
+ROLES = ("controller", "compute", "storage")
+
+
+class LabError(Exception):
+    def __init__(self, message: str, code: int = 1):
+        super().__init__(message)
+        self.code = code
+
+
+def compose_command() -> list[str]:
+    """Compose v2 (`docker compose`) when present, else v1 (`docker-compose`, what Debian 12 ships)."""
+    if subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
+        return ["docker", "compose"]
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    raise LabError("neither `docker compose` nor `docker-compose` is installed (./gs installs docker-compose)", 3)
+
+
+class Lab:
+    def __init__(self, name: str, state_root: Path = STATE):
+        self.name = name
+        self.dir = state_root / name
+        self.settings_file = self.dir / "lab.json"
+
+    # --- settings chosen at the first `up`, kept so later commands address the same lab
+    def settings(self) -> dict[str, Any]:
+        if not self.settings_file.exists():
+            hint = "./gs lab up" if self.name == "goldstack" else f"./gs lab --name {self.name} up"
+            raise LabError(f"no lab named {self.name!r} here (start it with `{hint}`)")
+        return json.loads(self.settings_file.read_text())
+
+    def save_settings(self, settings: dict[str, Any]) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.settings_file.write_text(json.dumps(settings, indent=2) + "\n")
+
+    def env(self, settings: dict[str, Any]) -> dict[str, str]:
+        return {**os.environ, "GS_TAG": settings["tag"], "GS_SEEDS": str(self.dir / "seeds"),
+                "GS_MGMT_PREFIX": settings["management_prefix"], "GS_PROVIDER_PREFIX": settings["provider_prefix"],
+                "GS_LAB_NAME": self.name}
+
+    def compose(self, settings: dict[str, Any], *args: str, check: bool = True,
+                capture: bool = True) -> subprocess.CompletedProcess:
+        profiles = ["--profile", "ha"] if settings["controllers"] == 3 else []
+        argv = [*compose_command(), "-f", str(COMPOSE_FILE), "-p", self.name, *profiles, *args]
+        proc = subprocess.run(argv, env=self.env(settings), capture_output=capture, text=True)
+        if check and proc.returncode != 0:
+            raise LabError(f"{' '.join(argv[:2])} {' '.join(args)} failed: {(proc.stderr or '')[-2000:]}")
+        return proc
+
+    def nodes(self, settings: dict[str, Any]) -> list[dict[str, Any]]:
+        inventory = yaml.safe_load((self.dir / "inventory.yaml").read_text())
+        return inventory["nodes"]
+
+    def container(self, settings: dict[str, Any], node: str) -> str | None:
+        out = self.compose(settings, "ps", "-q", node, check=False).stdout.strip()
+        return out or None
+
+
+def derive_inventory(controllers: int, management: str, provider: str) -> dict[str, Any]:
+    """The lab inventory with the chosen controller count and address prefixes."""
+    inventory = yaml.safe_load(INVENTORY.read_text())
+    base_mgmt = inventory["networks"]["management"].rsplit(".", 1)[0]
+    base_prov = inventory["networks"]["provider"].rsplit(".", 1)[0]
+
+    def move(address: str) -> str:
+        for old, new in ((base_mgmt, management), (base_prov, provider)):
+            if address.startswith(old + "."):
+                return new + address[len(old):]
+        return address
+
+    inventory["vip"] = move(inventory["vip"])
+    inventory["networks"] = {"management": f"{management}.0/24", "provider": f"{provider}.0/24"}
+    nodes = [n for n in inventory["nodes"] if controllers == 3 or n["name"] not in HA_ONLY]
+    for n in nodes:
+        n["addresses"] = {k: move(v) for k, v in n["addresses"].items()}
+        n.pop("interfaces", None)  # the agent finds each network's interface from its address
+    inventory["nodes"] = nodes
+    return inventory
+
+
+def agent_status(container: str) -> dict[str, Any] | None:
+    proc = subprocess.run(["docker", "exec", container, "goldstack-firstboot", "status", "--json"],
+                          capture_output=True, text=True, timeout=60)
+    try:
+        return json.loads(proc.stdout) if proc.returncode in (0, 1) and proc.stdout.strip() else None
+    except json.JSONDecodeError:
+        return None
+
+
+def current_step(status: dict[str, Any] | None) -> tuple[str, str, str]:
+    """(agent status, the step running or last failed, its detail) from `status --json`."""
+    if not status:
+        return "starting", "-", ""
+    agent = status.get("agent", {})
+    steps = status.get("steps", {})
+    plan = agent.get("plan") or list(steps)
+    for name in plan:
+        rec = steps.get(name, {})
+        if rec.get("status") in ("running", "failed") or not rec:
+            return agent.get("status", "?"), name, rec.get("error") or rec.get("detail") or ""
+    return agent.get("status", "?"), plan[-1] if plan else "-", ""
+
+
+def ensure_images(tag: str, build: bool) -> None:
+    missing = [r for r in ROLES if subprocess.run(["docker", "image", "inspect", f"goldstack/{r}:{tag}"],
+                                                  capture_output=True).returncode]
+    if not missing:
+        return
+    if not build:
+        raise LabError(f"images missing: {', '.join(f'goldstack/{r}:{tag}' for r in missing)} "
+                       "(drop --no-build, or run ./gs build --role all)", 3)
+    print(f"building {', '.join(missing)} (python build.py --tag {tag}) ...", flush=True)
+    for role in missing:
+        subprocess.run([sys.executable, str(TOP / "build.py"), "--role", role, "--tag", tag], check=True)
+
+
+def cmd_up(lab: Lab, args: argparse.Namespace) -> int:
+    if lab.settings_file.exists():
+        settings = lab.settings()
+        if args.controllers and args.controllers != settings["controllers"]:
+            raise LabError(f"lab {lab.name!r} has {settings['controllers']} controller(s); "
+                           "`./gs lab destroy` first to change --controllers", 2)
+    else:
+        settings = {"controllers": args.controllers or 3, "tag": args.tag, "management_prefix": args.management_prefix,
+                    "provider_prefix": args.provider_prefix}
+    ensure_images(settings["tag"], not args.no_build)
+    inventory = derive_inventory(settings["controllers"], settings["management_prefix"], settings["provider_prefix"])
+    lab.dir.mkdir(parents=True, exist_ok=True)
+    (lab.dir / "inventory.yaml").write_text(yaml.safe_dump(inventory, sort_keys=False))
+    seed.generate(lab.dir / "inventory.yaml", lab.dir / "seeds", lab.dir / "site.secrets.yaml", ("file",),
+                  progress=lambda m: None)
+    lab.save_settings(settings)
+    names = [n["name"] for n in inventory["nodes"]]
+    print(f"lab {lab.name}: starting {', '.join(names)} (VIP {inventory['vip']})", flush=True)
+    started = time.monotonic()
+    lab.compose(settings, "up", "-d", *names)
+    ok = follow(lab, settings, names, args.timeout, started)
+    print_status(lab, settings)
+    print(f"lab {lab.name}: {'ready' if ok else 'NOT ready'} after {time.monotonic() - started:.0f}s; "
+          f"credentials: ./gs lab{'' if lab.name == 'goldstack' else ' --name ' + lab.name} openrc")
+    return 0 if ok else 1
+
+
+def follow(lab: Lab, settings: dict[str, Any], names: list[str], timeout: float, started: float) -> bool:
+    """Print each node's step as it changes until every agent is done (agents retry failures by
+    themselves, so a failure is final only when the timeout passes)."""
+    last: dict[str, tuple[str, str]] = {}
+    while True:
+        done = 0
+        for name in names:
+            container = lab.container(settings, name)
+            status = agent_status(container) if container else None
+            state, step, detail = current_step(status)
+            if (state, step) != last.get(name):
+                last[name] = (state, step)
+                print(f"[{time.monotonic() - started:5.0f}s] {name:5} {state:8} {step} {detail[:100]}", flush=True)
+            done += state == "done"
+        if done == len(names):
+            return True
+        if time.monotonic() - started > timeout:
+            return False
+        time.sleep(3)
+
+
+def rows(lab: Lab, settings: dict[str, Any]) -> list[dict[str, Any]]:
+    result = []
+    for node in lab.nodes(settings):
+        container = lab.container(settings, node["name"])
+        running = bool(container) and subprocess.run(
+            ["docker", "inspect", "-f", "{{.State.Running}}", container], capture_output=True, text=True
+        ).stdout.strip() == "true"
+        status = agent_status(container) if running else None
+        state, step, detail = current_step(status)
+        result.append({"node": node["name"], "role": node["role"], "address": node["addresses"]["management"],
+                       "container": "running" if running else ("stopped" if container else "absent"),
+                       "agent": state if running else "-", "step": step if running else "-", "detail": detail,
+                       "steps": (status or {}).get("steps", {})})
+    return result
+
+
+def print_status(lab: Lab, settings: dict[str, Any]) -> None:
+    table = rows(lab, settings)
+    print(f"{'NODE':6} {'ROLE':11} {'ADDRESS':15} {'CONTAINER':9} {'AGENT':8} STEP")
+    for r in table:
+        print(f"{r['node']:6} {r['role']:11} {r['address']:15} {r['container']:9} {r['agent']:8} {r['step']} "
+              f"{r['detail'][:60]}")
+
+
+def cmd_status(lab: Lab, args: argparse.Namespace) -> int:
+    settings = lab.settings()
+    if args.json:
+        print(json.dumps({"lab": lab.name, "settings": settings, "nodes": rows(lab, settings)}, indent=2))
+    else:
+        print_status(lab, settings)
+    return 0
+
+
+def cmd_logs(lab: Lab, args: argparse.Namespace) -> int:
+    settings = lab.settings()
+    container = lab.container(settings, args.node)
+    if not container:
+        raise LabError(f"no container for node {args.node!r} (nodes: "
+                       f"{', '.join(n['name'] for n in lab.nodes(settings))})", 2)
+    return subprocess.run(["docker", "exec", container, "journalctl", "--no-pager", "-u", args.unit]).returncode
+
+
+def cmd_openrc(lab: Lab, args: argparse.Namespace) -> int:
+    settings = lab.settings()
+    container = lab.container(settings, "ctl1")
+    if not container:
+        raise LabError("ctl1 is not running (./gs lab up)")
+    proc = subprocess.run(["docker", "exec", container, "cat", "/root/admin-openrc"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise LabError("ctl1 has no /root/admin-openrc yet: its agent has not rendered the config")
+    sys.stdout.write(proc.stdout)
+    return 0
+
+
+def cmd_down(lab: Lab, args: argparse.Namespace) -> int:
+    lab.compose(lab.settings(), "down", "--remove-orphans", capture=False)
+    print(f"lab {lab.name}: containers removed; volumes kept (`./gs lab up` brings the same cloud back)")
+    return 0
+
+
+def cmd_destroy(lab: Lab, args: argparse.Namespace) -> int:
+    if lab.settings_file.exists():
+        lab.compose(lab.settings(), "down", "--volumes", "--remove-orphans", capture=False)
+    shutil.rmtree(lab.dir, ignore_errors=True)
+    print(f"lab {lab.name}: containers, volumes, seeds and secrets removed")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="./gs lab", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--name", default="goldstack", help="lab (compose project) name; several labs can coexist")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    up = sub.add_parser("up", help="build missing images, make seeds, start the nodes and follow their agents")
+    up.add_argument("--controllers", type=int, choices=(1, 3), help="3 (HA, default) or 1 (small machines)")
+    up.add_argument("--no-build", action="store_true", help="fail instead of building missing images")
+    up.add_argument("--tag", default="latest", help="image tag (default: latest)")
+    up.add_argument("--management-prefix", default="10.77.0", help="first three octets of the management /24")
+    up.add_argument("--provider-prefix", default="10.78.0", help="first three octets of the provider /24")
+    up.add_argument("--timeout", type=float, default=1800, help="seconds to wait for every agent (default 1800)")
+    st = sub.add_parser("status", help="node, role, container, agent step")
+    st.add_argument("--json", action="store_true")
+    lg = sub.add_parser("logs", help="a node's agent journal")
+    lg.add_argument("node")
+    lg.add_argument("--unit", default="goldstack-firstboot", help="systemd unit (default: the agent)")
+    sub.add_parser("openrc", help="admin credentials for the VIP")
+    sub.add_parser("down", help="remove the containers, keep the volumes")
+    sub.add_parser("destroy", help="remove containers, volumes, seeds and secrets")
+    return p
+
+
+COMMANDS = {"up": cmd_up, "status": cmd_status, "logs": cmd_logs, "openrc": cmd_openrc, "down": cmd_down,
+            "destroy": cmd_destroy}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](Lab(args.name), args)
+    except LabError as exc:
+        print(f"lab: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        print("lab: interrupted; `./gs lab status` shows where the nodes are", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
