@@ -93,6 +93,8 @@ def build_context(doc: Document, facts: Facts) -> dict[str, Any]:
         "computes": doc.computes,
         "storages": storages,
         "others": [c for c in controllers if c.name != doc.node.name],
+        "rabbitmq_discovery_nodes": [c for c in controllers if c.name == doc.node.name]
+        if controllers and doc.node.name == min(c.name for c in controllers) else controllers,
         "vip": vip,
         "vip_prefix": int(mgmt_net.split("/")[1]) if mgmt_net else 32,
         # Same on every controller of a cluster, different between clusters sharing a segment.

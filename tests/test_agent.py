@@ -172,3 +172,14 @@ def test_the_document_can_stop_the_run_after_a_step(tmp_path, doc_of):
     seed.build_node(tmp_path / "seed2", doc, ("file",))
     bad = agent("run", "--root", str(root), "--no-chown", "--document", str(tmp_path / "seed2/node.yaml"))
     assert bad.returncode == 3 and "options.stop_after" in bad.stderr, bad.stderr
+
+
+def test_hosts_block_drops_other_lines_naming_managed_hosts():
+    """Compose lists a node under every network's address, first line winning; only the managed line stays."""
+    from firstboot.steps.hosts import BEGIN, END, replace_block
+
+    block = f"{BEGIN}\n10.77.0.11 ctl1\n10.77.0.12 ctl2\n{END}\n"
+    engine = "127.0.0.1\tlocalhost\n10.78.0.11\tctl1\n10.77.0.11\tctl1\n192.0.2.5 other # ctl1 in a comment\n"
+    once = replace_block(engine, block, {"ctl1", "ctl2"})
+    assert once == f"127.0.0.1\tlocalhost\n192.0.2.5 other # ctl1 in a comment\n{block}"
+    assert replace_block(once, block, {"ctl1", "ctl2"}) == once  # idempotent: the step is then done

@@ -18,12 +18,27 @@ def managed_block(ctx: Context) -> str:
     return "\n".join(lines) + "\n"
 
 
-def replace_block(text: str, block: str) -> str:
+def managed_names(ctx: Context) -> set[str]:
+    names = {n.name for n in ctx.doc.all_nodes}
+    return names | ({ctx.doc.vip_hostname} if ctx.doc.vip_hostname else set())
+
+
+def replace_block(text: str, block: str, names: set[str] = frozenset()) -> str:
+    """The managed block in place of the old one (or appended), and no other line naming a managed host:
+    a container engine lists a node under each of its networks' addresses, and the first line wins, so the
+    name could resolve to an address the node's services do not listen on (seen: RabbitMQ's CLI)."""
     if BEGIN in text and END in text:
         head, rest = text.split(BEGIN, 1)
         tail = rest.split(END, 1)[1].lstrip("\n")
-        return head + block + tail
-    return text + ("" if text.endswith("\n") or not text else "\n") + block
+    else:
+        head, tail = text + ("" if text.endswith("\n") or not text else "\n"), ""
+
+    def keep(line: str) -> bool:
+        fields = line.split("#", 1)[0].split()
+        return len(fields) < 2 or not set(fields[1:]) & names
+
+    clean = ["".join(ln for ln in part.splitlines(keepends=True) if keep(ln)) for part in (head, tail)]
+    return clean[0] + block + clean[1]
 
 
 class HostsStep(Step):
@@ -32,7 +47,10 @@ class HostsStep(Step):
 
     def done(self, ctx: Context) -> bool:
         path = ctx.path("/etc/hosts")
-        return path.exists() and managed_block(ctx) in path.read_text()
+        if not path.exists():
+            return False
+        text = path.read_text()
+        return replace_block(text, managed_block(ctx), managed_names(ctx)) == text
 
     def run(self, ctx: Context) -> str:
         path = ctx.path("/etc/hosts")
@@ -41,6 +59,6 @@ class HostsStep(Step):
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "r+" if path.exists() else "w") as handle:
             handle.seek(0)
-            handle.write(replace_block(text, managed_block(ctx)))
+            handle.write(replace_block(text, managed_block(ctx), managed_names(ctx)))
             handle.truncate()
         return f"{len(ctx.doc.all_nodes)} peers"

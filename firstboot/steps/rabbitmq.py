@@ -1,10 +1,15 @@
 """RabbitMQ: start the node, see it in one cluster with a majority of the controllers, create the users.
 
-Formation: classic_config peer discovery lists every controller; RabbitMQ's discovery lock keeps nodes
-that start together in one cluster. Should a blank node still end up alone while a peer runs a cluster
-(a race, or a controller re-created under its old name, which the others still list), the step resets
-it, has the peer forget the former node if needed, and joins. After a power loss, nodes just start: each waits
-for the peers it last ran with. Partition handling is pause_minority (rabbitmq.conf).
+Formation: blank nodes never discover together. RabbitMQ 4.0's peer discovery can hang when blank
+nodes discover each other at once (seen here: a node stuck after "virgin node -> run peer discovery"
+until systemd's start timeout, both with three nodes started together and with two joining a running
+one). So the first controller by name seeds a new cluster: it lists only itself for discovery
+(rabbitmq.conf) and starts at once; every other blank node starts once the controllers before it by name
+run (at most BLANK_WAIT_SECONDS), then discovers them and joins: one blank node joins at a time.
+Should a blank node still end up alone while a peer runs a cluster (a controller re-created under its
+old name, which the others still list), the step resets it, has the peer forget the former node if
+needed, and joins. After a power loss, nodes just start: each waits for the peers it last ran with.
+Partition handling is pause_minority (rabbitmq.conf).
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from firstboot.steps.units import all_active, start_units
 from firstboot.tasks import MESSAGING
 
 POLL_SECONDS = 3
+BLANK_WAIT_SECONDS = 180
+MNESIA = "/var/lib/rabbitmq/mnesia"
 
 
 def majority(count: int) -> int:
@@ -40,8 +47,9 @@ class RabbitmqStep(Step):
             and run_phase(ctx, MESSAGING, check_only=True)
 
     def run(self, ctx: Context) -> str:
-        start_units(ctx, ("rabbitmq",))
         me = rabbitmq.node_name(ctx.doc.node.name)
+        self._wait_for_predecessors_if_blank(ctx, me)
+        start_units(ctx, ("rabbitmq",))
         deadline = time.monotonic() + ctx.doc.options["cluster_wait_seconds"]
         while not self._clustered(ctx):
             if time.monotonic() > deadline:
@@ -57,6 +65,25 @@ class RabbitmqStep(Step):
         run_phase(ctx, MESSAGING)
         running = rabbitmq.running_nodes(rabbitmq.cluster_status())
         return f"cluster of {len(running)}: {', '.join(running)}"
+
+    def _wait_for_predecessors_if_blank(self, ctx: Context, me: str) -> None:
+        """A blank node starts only once every controller before it (by name) runs in the cluster: one
+        blank node discovers and joins at a time."""
+        if ctx.path(f"{MNESIA}/{me}").exists():
+            return  # a node with data waits for the peers it last ran with by itself
+        before = [rabbitmq.node_name(c.name) for c in ctx.doc.controllers if c.name < ctx.doc.node.name]
+        if not before:
+            return  # the first controller seeds a new cluster
+        peers = [rabbitmq.node_name(c.name) for c in ctx.doc.controllers if c.name != ctx.doc.node.name]
+
+        def predecessors_run() -> bool:
+            return any(set(before) <= set(rabbitmq.running_nodes(rabbitmq.cluster_status(p))) for p in peers)
+
+        try:
+            proc.wait_for(predecessors_run, BLANK_WAIT_SECONDS, f"{', '.join(before)} running, to join them",
+                          interval=POLL_SECONDS, progress=ctx.note)
+        except TimeoutError:
+            ctx.note(f"{', '.join(before)} not all running after {BLANK_WAIT_SECONDS}s; starting anyway")
 
     def _join_if_alone(self, ctx: Context, me: str) -> None:
         """This node is in a cluster of its own: join a peer's cluster, forgetting a former self there."""

@@ -1,0 +1,70 @@
+"""Benchmark the compose lab: `./gs lab up` from built images until every agent is done, for one and
+three controllers. Writes JSON (--out): wall time of `up`, each node's step timings (from the agents'
+own records) and the host memory the running lab takes (MemAvailable before `up` minus after).
+Each lab gets its own name and networks and is destroyed afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+TOP = Path(__file__).resolve().parent.parent
+LAB = [sys.executable, str(TOP / "compose" / "lab.py")]
+GOALS = {"controllers_3_up_s": 240, "controllers_1_up_s": 120, "lab_memory_gb": 12}
+
+
+def mem_available_kb() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1])
+    raise RuntimeError("no MemAvailable in /proc/meminfo")
+
+
+def one(controllers: int, tag: str, timeout: float) -> dict[str, object]:
+    name = f"bench-lab-{controllers}"
+    prefixes = {1: ("10.91.1", "10.91.2"), 3: ("10.93.1", "10.93.2")}[controllers]
+    subprocess.run([*LAB, "--name", name, "destroy"], capture_output=True)
+    before = mem_available_kb()
+    started = time.monotonic()
+    up = subprocess.run([*LAB, "--name", name, "up", "--controllers", str(controllers), "--tag", tag, "--no-build",
+                         "--management-prefix", prefixes[0], "--provider-prefix", prefixes[1],
+                         "--timeout", str(timeout)], capture_output=True, text=True)
+    elapsed = round(time.monotonic() - started, 1)
+    used_gb = round((before - mem_available_kb()) / 1048576, 2)
+    status = json.loads(subprocess.run([*LAB, "--name", name, "status", "--json"], capture_output=True,
+                                       text=True).stdout or "{}")
+    subprocess.run([*LAB, "--name", name, "destroy"], capture_output=True)
+    print(up.stdout[-3000:], flush=True)
+    return {"ok": up.returncode == 0, "up_s": elapsed, "memory_gb": used_gb,
+            "step_seconds": {n["node"]: {s: r.get("seconds") for s, r in n["steps"].items()}
+                             for n in status.get("nodes", [])}}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=TOP / "bench/results/lab.json")
+    parser.add_argument("--tag", default="latest", help="image tag; build them first (./gs build --role all)")
+    parser.add_argument("--timeout", type=float, default=1800)
+    args = parser.parse_args()
+    result: dict[str, object] = {"host": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                                          "memory_gb": round(mem_available_kb() / 1048576, 1)},
+                                 "goals": GOALS}
+    for controllers in (1, 3):
+        print(f"lab with {controllers} controller(s)", flush=True)
+        result[f"controllers_{controllers}"] = one(controllers, args.tag, args.timeout)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: {m: v for m, v in r.items() if m != "step_seconds"}  # type: ignore[union-attr]
+                      for k, r in result.items() if k.startswith("controllers_")}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
