@@ -4,6 +4,9 @@ each configured only by its first-boot agent from the seed made here.
   ./gs lab up [--controllers 1|3]   build missing images, make seeds, start the nodes, follow their agents
   ./gs lab status [--json]          node, role, container, agent step and health
   ./gs lab logs NODE                the node's agent journal (add --unit UNIT for a service)
+  ./gs lab check [--failover]       the end-to-end checks: token, image, compute, network, volume, a server
+                                    booted from the test image with the volume attached, Horizon in Chromium
+  ./gs lab timeline [--out FILE]    an SVG Gantt chart of every node's first-boot steps on one time axis
   ./gs lab openrc                   admin credentials for the VIP (source it: eval "$(./gs lab openrc)")
   ./gs lab down                     stop and remove the containers; volumes (databases, Ceph) stay
   ./gs lab destroy                  remove containers, volumes, seeds and the lab's secrets
@@ -31,6 +34,10 @@ import yaml
 TOP = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(TOP))
 from firstboot import seed  # noqa: E402
+
+sys.path.insert(0, str(TOP / "compose"))
+import checks  # noqa: E402
+import timeline  # noqa: E402
 
 COMPOSE_FILE = TOP / "compose" / "docker-compose.yml"
 INVENTORY = TOP / "compose" / "lab-inventory.yaml"
@@ -89,9 +96,20 @@ class Lab:
         inventory = yaml.safe_load((self.dir / "inventory.yaml").read_text())
         return inventory["nodes"]
 
-    def container(self, settings: dict[str, Any], node: str) -> str | None:
-        out = self.compose(settings, "ps", "-q", node, check=False).stdout.strip()
-        return out or None
+    def containers(self) -> dict[str, tuple[str, bool]]:
+        """Each node's container and whether it runs, from one listing (compose labels its containers
+        with project and service, in v1 and v2)."""
+        out = subprocess.run(["docker", "ps", "-a", "--filter", f"label=com.docker.compose.project={self.name}",
+                              "--format", '{{.ID}} {{.Label "com.docker.compose.service"}} {{.State}}'],
+                             capture_output=True, text=True, timeout=60).stdout
+        found = {}
+        for line in out.splitlines():
+            ident, service, state = [*line.split(), "", ""][:3]
+            found[service] = (ident, state == "running")
+        return found
+
+    def container(self, node: str) -> str | None:
+        return self.containers().get(node, ("", False))[0] or None
 
 
 def derive_inventory(controllers: int, management: str, provider: str) -> dict[str, Any]:
@@ -185,9 +203,10 @@ def follow(lab: Lab, settings: dict[str, Any], names: list[str], timeout: float,
     last: dict[str, tuple[str, str]] = {}
     while True:
         done = 0
+        containers = lab.containers()
         for name in names:
-            container = lab.container(settings, name)
-            status = agent_status(container) if container else None
+            container, running = containers.get(name, ("", False))
+            status = agent_status(container) if running else None
             state, step, detail = current_step(status)
             if (state, step) != last.get(name):
                 last[name] = (state, step)
@@ -202,11 +221,9 @@ def follow(lab: Lab, settings: dict[str, Any], names: list[str], timeout: float,
 
 def rows(lab: Lab, settings: dict[str, Any]) -> list[dict[str, Any]]:
     result = []
+    containers = lab.containers()
     for node in lab.nodes(settings):
-        container = lab.container(settings, node["name"])
-        running = bool(container) and subprocess.run(
-            ["docker", "inspect", "-f", "{{.State.Running}}", container], capture_output=True, text=True
-        ).stdout.strip() == "true"
+        container, running = containers.get(node["name"], ("", False))
         status = agent_status(container) if running else None
         state, step, detail = current_step(status)
         result.append({"node": node["name"], "role": node["role"], "address": node["addresses"]["management"],
@@ -235,7 +252,7 @@ def cmd_status(lab: Lab, args: argparse.Namespace) -> int:
 
 def cmd_logs(lab: Lab, args: argparse.Namespace) -> int:
     settings = lab.settings()
-    container = lab.container(settings, args.node)
+    container = lab.container(args.node)
     if not container:
         raise LabError(f"no container for node {args.node!r} (nodes: "
                        f"{', '.join(n['name'] for n in lab.nodes(settings))})", 2)
@@ -243,14 +260,80 @@ def cmd_logs(lab: Lab, args: argparse.Namespace) -> int:
 
 
 def cmd_openrc(lab: Lab, args: argparse.Namespace) -> int:
-    settings = lab.settings()
-    container = lab.container(settings, "ctl1")
+    lab.settings()  # a clear message when there is no such lab
+    container = lab.container("ctl1")
     if not container:
         raise LabError("ctl1 is not running (./gs lab up)")
     proc = subprocess.run(["docker", "exec", container, "cat", "/root/admin-openrc"], capture_output=True, text=True)
     if proc.returncode != 0:
         raise LabError("ctl1 has no /root/admin-openrc yet: its agent has not rendered the config")
     sys.stdout.write(proc.stdout)
+    return 0
+
+
+def lab_view(lab: Lab, settings: dict[str, Any]) -> checks.LabView:
+    inventory = yaml.safe_load((lab.dir / "inventory.yaml").read_text())
+    running = {node: ident for node, (ident, up) in lab.containers().items() if up}
+    nodes = {n["name"]: n["role"] for n in inventory["nodes"]}
+    down = [n for n in nodes if n not in running]
+    if down:
+        raise LabError(f"not running: {', '.join(down)} (./gs lab up)")
+    secrets, _ = seed.load_secrets(lab.dir / "site.secrets.yaml")
+    return checks.LabView(nodes=nodes, containers=running, vip=inventory["vip"],
+                          admin_password=str(secrets["keystone_admin"]), artifacts=lab.dir / "artifacts",
+                          compose=lambda *a: lab.compose(settings, *a))
+
+
+def cmd_check(lab: Lab, args: argparse.Namespace) -> int:
+    settings = lab.settings()
+    names = list(checks.CHECKS)
+    if args.only:
+        names = [n.strip() for n in args.only.split(",") if n.strip()]
+        unknown = [n for n in names if n not in checks.CHECKS and n not in checks.DESTRUCTIVE]
+        if unknown:
+            raise LabError(f"--only: unknown check {', '.join(unknown)} "
+                           f"(choose from {', '.join([*checks.CHECKS, *checks.DESTRUCTIVE])})", 2)
+    if args.failover and "failover" not in names:
+        names.append("failover")
+    view = lab_view(lab, settings)
+
+    def show(r: checks.Result) -> None:
+        if not args.json:
+            print(f"{'PASS' if r.ok else 'FAIL'} {r.name:9} {r.seconds:6.1f}s  {r.detail}", flush=True)
+
+    results = checks.run(view, names, show)
+    failed = [r.name for r in results if not r.ok]
+    if args.json:
+        print(json.dumps({"lab": lab.name, "results": [r.__dict__ for r in results]}, indent=2))
+    else:
+        print(f"lab {lab.name}: {len(results) - len(failed)}/{len(results)} checks passed"
+              + (f"; failed: {', '.join(failed)}" if failed else ""))
+    return 1 if failed else 0
+
+
+def container_started(container: str) -> float | None:
+    proc = subprocess.run(["docker", "inspect", "-f", "{{.State.StartedAt}}", container], capture_output=True,
+                          text=True, timeout=60)
+    return timeline.parse_time(proc.stdout.strip()) if proc.returncode == 0 and proc.stdout.strip() else None
+
+
+def cmd_timeline(lab: Lab, args: argparse.Namespace) -> int:
+    settings = lab.settings()
+    nodes = [r for r in rows(lab, settings) if r["steps"]]
+    if not nodes:
+        raise LabError("no node has recorded a step yet (is the lab up? ./gs lab status)")
+    containers = lab.containers()
+    starts = [t for n in nodes if (t := container_started(containers[n["node"]][0])) is not None]
+    origin = min(starts or [min(r["started"] for n in nodes for r in n["steps"].values() if r.get("started"))])
+    chart = timeline.bars(nodes, origin, time.time())
+    out = args.out or lab.dir / "artifacts" / "timeline.svg"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    end = max(b.end for b in chart)
+    out.write_text(timeline.svg(chart, f"Goldstack lab {lab.name}: first boot, {end:.0f}s from the first "
+                                       f"container start to the last step"))
+    print(f"{out}: {len(chart)} steps of {len(nodes)} nodes over {end:.0f}s; slowest:")
+    for bar in timeline.slowest(chart):
+        print(f"  {bar.node:5} {bar.step:16} {bar.end - bar.start:6.1f}s  (from {bar.start:.0f}s)")
     return 0
 
 
@@ -285,14 +368,22 @@ def parser() -> argparse.ArgumentParser:
     lg = sub.add_parser("logs", help="a node's agent journal")
     lg.add_argument("node")
     lg.add_argument("--unit", default="goldstack-firstboot", help="systemd unit (default: the agent)")
+    ck = sub.add_parser("check", help="end-to-end checks against the running lab (re-runnable)")
+    ck.add_argument("--only", help=f"comma-separated checks to run (default: {','.join(checks.CHECKS)})")
+    ck.add_argument("--failover", action="store_true",
+                    help="also kill the controller holding the VIP, check the API still answers, restart it "
+                         "and wait until it rejoins (three-controller lab)")
+    ck.add_argument("--json", action="store_true", help="results as JSON")
+    tl = sub.add_parser("timeline", help="SVG Gantt chart of the nodes' first-boot steps")
+    tl.add_argument("--out", type=Path, help="SVG file (default: build/lab/NAME/artifacts/timeline.svg)")
     sub.add_parser("openrc", help="admin credentials for the VIP")
     sub.add_parser("down", help="remove the containers, keep the volumes")
     sub.add_parser("destroy", help="remove containers, volumes, seeds and secrets")
     return p
 
 
-COMMANDS = {"up": cmd_up, "status": cmd_status, "logs": cmd_logs, "openrc": cmd_openrc, "down": cmd_down,
-            "destroy": cmd_destroy}
+COMMANDS = {"up": cmd_up, "status": cmd_status, "check": cmd_check, "timeline": cmd_timeline, "logs": cmd_logs,
+            "openrc": cmd_openrc, "down": cmd_down, "destroy": cmd_destroy}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,13 +12,12 @@ random on a node and the clients' keyrings on controllers and computes match fro
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import uuid
 from pathlib import Path
 from typing import Any
 
-from firstboot import catalog, proc
+from firstboot import catalog, files, proc
 from firstboot.document import Document
 
 CLUSTER = "ceph"
@@ -71,6 +70,11 @@ def _chown_ceph(path: Path) -> None:
         shutil.chown(p, "ceph", "ceph")
 
 
+def _write_keyring(path: Path, text: str) -> None:
+    """Keyrings are read by the daemons after they drop to the ceph user: private to it."""
+    files.atomic_write(path, text.encode(), 0o600, *files.resolve_ids("ceph", "ceph"))
+
+
 def make_monitor(doc: Document, root: Path) -> bool:
     """Create this node's monitor store from the shared monmap and keyring; False when it exists."""
     name = doc.node.name
@@ -88,8 +92,7 @@ def make_monitor(doc: Document, root: Path) -> bool:
     _chown_ceph(monmap)
     # ceph-mon reads the keyring after dropping to the ceph user: hand it a private copy it owns.
     keyring = monmap.with_name("goldstack-mon-keyring")
-    _write_private(keyring, (root / MON_KEYRING.lstrip("/")).read_text())
-    _chown_ceph(keyring)
+    _write_keyring(keyring, (root / MON_KEYRING.lstrip("/")).read_text())
     try:
         proc.run(["ceph-mon", "--cluster", CLUSTER, "--mkfs", "-i", name, "--monmap", str(monmap),
                   "--keyring", str(keyring), "--setuser", "ceph", "--setgroup", "ceph"])
@@ -118,17 +121,9 @@ def make_manager(name: str, root: Path) -> bool:
     data.mkdir(parents=True, exist_ok=True)
     key = ceph("auth", "get-or-create", f"mgr.{name}", "mon", "allow profile mgr", "osd", "allow *",
                "mds", "allow *")
-    _write_private(keyring, key)
+    _write_keyring(keyring, key)
     _chown_ceph(data)
     return True
-
-
-def _write_private(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def osd_id(doc: Document) -> int:
@@ -154,7 +149,7 @@ def make_osd(doc: Document, root: Path, osd: int) -> bool:
             f.truncate(doc.options["ceph_osd_file_size_gb"] << 30)  # sparse: space is used as data arrives
     key = ceph("auth", "get-or-create", f"osd.{osd}", "mon", "allow profile osd", "mgr", "allow profile osd",
                "osd", "allow *")
-    _write_private(data / "keyring", key)
+    _write_keyring(data / "keyring", key)
     _chown_ceph(data)
     proc.run(["ceph-osd", "--cluster", CLUSTER, "-i", str(osd), "--mkfs", "--osd-uuid", osd_uuid(doc),
               "--osd-objectstore", "bluestore", "--osd-data", str(data), "--setuser", "ceph", "--setgroup", "ceph"],

@@ -64,6 +64,17 @@ class Lab:
         return subprocess.run(["docker", "exec", "-i", self.containers[name], *cmd], input=stdin,
                               capture_output=True, text=True, check=check, timeout=timeout)
 
+    def openstack(self, *args: str, node: str = "ctl1", timeout: float = 180, check: bool = True) -> object | None:
+        """python-openstackclient on a controller with the admin credentials its agent wrote; JSON out.
+        A failed command raises (with every node's diagnostics) when `check`, else gives None."""
+        proc = self.exec(node, "sh", "-c", '. /root/admin-openrc && exec openstack "$@" -f json', "openstack",
+                         *args, check=False, timeout=timeout)
+        if proc.returncode == 0:
+            return json.loads(proc.stdout)
+        if check:
+            raise AssertionError(f"openstack {' '.join(args)}: {proc.stderr[-2000:]}\n{self.diagnostics()}")
+        return None
+
     def sql(self, name: str, statement: str, check: bool = True):
         return self.exec(name, "mariadb", "-N", "-B", "-e", statement, check=check)
 

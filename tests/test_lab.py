@@ -1,14 +1,20 @@
 """The compose lab through its real command (`compose/lab.py`, what `./gs lab` runs) and the real compose
-tool: the small lab (one controller, a compute and a storage node) comes up from the role images with
-nothing but seeds, answers through the VIP, and comes back from its volumes after `down` + `up`.
+tool: the HA lab (three controllers, a compute and a storage node) comes up from the role images with
+nothing but seeds, passes the end-to-end checks (`lab check`: token and catalog, an image listed from
+another controller, compute services and hypervisor, network agents + network/subnet/router, a volume on
+RBD, a server ACTIVE from the test image with the volume attached, Horizon in headless Chromium), keeps
+answering through the VIP while the controller holding it is killed, draws its timeline, and comes back
+from its volumes after `down` + `up`.
 Marked `lab`: `./gs test -m lab` runs these alone. Each lab gets a unique name and subnets, and is
-destroyed (containers, volumes, seeds, secrets) even on failure.
+destroyed (containers, volumes, seeds, secrets) even on failure, after its status, every node's journal
+and the Horizon screenshot are kept (build/test-artifacts/).
 """
 
 from __future__ import annotations
 
 import json
 import random
+import shutil
 import subprocess
 import sys
 import uuid
@@ -22,6 +28,8 @@ from tests.dockerlab import docker
 pytestmark = [pytest.mark.docker, pytest.mark.lab, pytest.mark.timeout(3000)]
 TOP = Path(__file__).resolve().parent.parent
 LAB = [sys.executable, str(TOP / "compose" / "lab.py")]
+ARTIFACTS = TOP / "build" / "test-artifacts"
+NODES = {"ctl1", "ctl2", "ctl3", "cmp1", "sto1"}
 
 
 # Asks keystone for a token with the OS_* variables of an openrc; prints the HTTP status.
@@ -69,17 +77,33 @@ def test_lab_commands_refuse_bad_input_clearly():
 
 
 @pytest.fixture(scope="module")
-def small_lab(built_images):
+def ha_lab(built_images):
     name = f"gs-lab-{uuid.uuid4().hex[:6]}"
     management, provider = free_prefixes()
     try:
-        up = lab("--name", name, "up", "--controllers", "1", "--tag", "test", "--no-build",
+        up = lab("--name", name, "up", "--controllers", "3", "--tag", "test", "--no-build",
                  "--management-prefix", management, "--provider-prefix", provider, "--timeout", "1500")
         yield name, management, up
     finally:
-        status = lab("--name", name, "status", "--json")
-        print(status.stdout[-20000:])  # shown by pytest when a test failed
+        keep_evidence(name)
         lab("--name", name, "destroy")
+
+
+def keep_evidence(name: str) -> None:
+    """Status, each node's journal and the lab's artifacts (screenshot, timeline) into build/test-artifacts;
+    the status and the journals' ends are printed too (pytest shows them when a test failed)."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    status = lab("--name", name, "status", "--json")
+    (ARTIFACTS / "lab-status.json").write_text(status.stdout)
+    print(status.stdout[-20000:])
+    for node in sorted(NODES):
+        container = container_of(name, node)
+        if container:
+            journal = docker("exec", container, "journalctl", "--no-pager", "-o", "short-iso", check=False).stdout
+            (ARTIFACTS / f"lab-{node}.journal").write_text(journal)
+            print(f"===== {node} journal (end)\n{journal[-4000:]}")
+    for kept in (TOP / "build" / "lab" / name / "artifacts").glob("*"):
+        shutil.copy(kept, ARTIFACTS / kept.name)
 
 
 def status_of(name: str) -> dict:
@@ -88,19 +112,57 @@ def status_of(name: str) -> dict:
     return json.loads(proc.stdout)
 
 
-def test_small_lab_comes_up_with_every_agent_done(small_lab):
-    name, _, up = small_lab
+def test_ha_lab_comes_up_with_every_agent_done(ha_lab):
+    name, _, up = ha_lab
     assert up.returncode == 0, up.stdout[-6000:] + up.stderr[-3000:]
     assert "ready after" in up.stdout
     nodes = {n["node"]: n for n in status_of(name)["nodes"]}
-    assert set(nodes) == {"ctl1", "cmp1", "sto1"}
+    assert set(nodes) == NODES
     assert all(n["agent"] == "done" and n["container"] == "running" for n in nodes.values()), nodes
     secrets = TOP / "build" / "lab" / name / "site.secrets.yaml"
     assert secrets.stat().st_mode & 0o777 == 0o600
 
 
-def test_openrc_gives_a_token_through_the_vip(small_lab):
-    name, management, _ = small_lab
+def test_end_to_end_checks_pass(ha_lab):
+    name, _, _ = ha_lab
+    proc = lab("--name", name, "check", "--json", timeout=2400)
+    results = {r["name"]: r for r in json.loads(proc.stdout)["results"]}
+    failed = {n: r["detail"] for n, r in results.items() if not r["ok"]}
+    assert proc.returncode == 0 and not failed, f"{failed}\n{proc.stderr[-3000:]}"
+    assert set(results) == {"token", "image", "compute", "network", "volume", "server", "horizon"}
+    assert results["image"]["data"]["listed_from"] != "ctl1"  # uploaded through ctl1, seen from another
+    assert results["server"]["data"]["host"] == "cmp1"
+    screenshot = Path(results["horizon"]["data"]["screenshot"])
+    assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Re-runnable: a second run finds what the first made and passes again.
+    again = lab("--name", name, "check", "--only", "image,volume,server", "--json", timeout=1200)
+    assert again.returncode == 0, again.stdout[-3000:]
+
+
+def test_timeline_draws_every_node_step(ha_lab):
+    name, _, _ = ha_lab
+    out = ARTIFACTS / "lab-timeline.svg"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    proc = lab("--name", name, "timeline", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    svg = out.read_text()
+    assert svg.startswith("<svg") and svg.rstrip().endswith("</svg>")
+    for node, step in (("ctl3", "galera"), ("cmp1", "compute"), ("sto1", "ceph-osd"), ("ctl1", "image-store")):
+        assert f"{node}  {step}" in svg, (node, step)
+
+
+def test_the_vip_answers_while_a_controller_is_killed_and_it_rejoins(ha_lab):
+    name, _, _ = ha_lab
+    proc = lab("--name", name, "check", "--only", "failover", "--json", timeout=1800)
+    result = json.loads(proc.stdout)["results"][0]
+    assert proc.returncode == 0 and result["ok"], result["detail"]
+    assert result["data"]["vip_moved_to"] not in (None, result["data"]["victim"]), result["data"]
+    nodes = {n["node"]: n for n in status_of(name)["nodes"]}
+    assert all(n["agent"] == "done" for n in nodes.values()), nodes
+
+
+def test_openrc_gives_a_token_through_the_vip(ha_lab):
+    name, management, _ = ha_lab
     openrc = lab("--name", name, "openrc")
     assert openrc.returncode == 0, openrc.stderr
     assert f"{management}.10" in openrc.stdout  # the VIP
@@ -117,8 +179,8 @@ def container_of(name: str, node: str) -> str:
                   "--filter", f"label=com.docker.compose.service={node}").stdout.strip()
 
 
-def test_down_keeps_volumes_and_up_brings_the_same_cloud_back(small_lab):
-    name, _, _ = small_lab
+def test_down_keeps_volumes_and_up_brings_the_same_cloud_back(ha_lab):
+    name, _, _ = ha_lab
     down = lab("--name", name, "down")
     assert down.returncode == 0, down.stderr
     assert all(n["container"] == "absent" for n in status_of(name)["nodes"])

@@ -32,14 +32,6 @@ def lab(built_images, tmp_path_factory):
         yield lab
 
 
-def openstack(lab: Lab, *args: str, timeout: float = 180) -> object:
-    """python-openstackclient on the controller with the admin credentials the agent wrote; JSON out."""
-    proc = lab.exec("ctl1", "sh", "-c", '. /root/admin-openrc && exec openstack "$@" -f json', "openstack", *args,
-                    check=False, timeout=timeout)
-    assert proc.returncode == 0, f"openstack {' '.join(args)}: {proc.stderr[-2000:]}\n{lab.diagnostics()}"
-    return json.loads(proc.stdout)
-
-
 def ceph_json(lab: Lab, *args: str) -> dict | list:
     proc = lab.exec("stg1", "ceph", "--connect-timeout", "20", *args, "--format", "json", check=False, timeout=60)
     assert proc.returncode == 0, f"ceph {' '.join(args)}: {proc.stderr[-1000:]}\n{lab.diagnostics()}"
@@ -51,7 +43,7 @@ def wait_status(lab: Lab, kind: str, ident: str, want: str, timeout: float = 300
 
     def reached() -> bool:
         nonlocal found
-        found = openstack(lab, kind, "show", ident)  # type: ignore[assignment]
+        found = lab.openstack(kind, "show", ident)  # type: ignore[assignment]
         assert found.get("status") not in ("error", "killed"), (found, lab.diagnostics())
         return found.get("status") == want
 
@@ -84,12 +76,12 @@ def test_ceph_cluster_formed_with_the_openstack_pools(lab):
 
 
 def test_cinder_volume_registers_and_a_volume_is_an_rbd_image(lab):
-    services = openstack(lab, "volume", "service", "list")
+    services = lab.openstack("volume", "service", "list")
     volume_services = [s for s in services if s["Binary"] == "cinder-volume"]
     assert [(s["Host"], s["State"], s["Status"]) for s in volume_services] == [("stg1@rbd", "up", "enabled")], \
         services
     name = f"gs-vol-{uuid.uuid4().hex[:8]}"
-    volume = openstack(lab, "volume", "create", "--size", "1", name)
+    volume = lab.openstack("volume", "create", "--size", "1", name)
     wait_status(lab, "volume", volume["id"], "available")
     images = lab.exec("stg1", "rbd", "-p", "volumes", "ls").stdout.split()
     assert f"volume-{volume['id']}" in images, images
@@ -98,7 +90,7 @@ def test_cinder_volume_registers_and_a_volume_is_an_rbd_image(lab):
 def test_glance_image_upload_lands_in_the_images_pool(lab):
     name = f"gs-img-{uuid.uuid4().hex[:8]}"
     lab.exec("ctl1", "sh", "-c", "head -c 3145728 /dev/urandom > /tmp/gs-image.raw")
-    image = openstack(lab, "image", "create", "--disk-format", "raw", "--container-format", "bare",
+    image = lab.openstack("image", "create", "--disk-format", "raw", "--container-format", "bare",
                       "--file", "/tmp/gs-image.raw", name)
     wait_status(lab, "image", image["id"], "active")
     assert image["id"] in lab.exec("stg1", "rbd", "-p", "images", "ls").stdout.split()
@@ -107,16 +99,16 @@ def test_glance_image_upload_lands_in_the_images_pool(lab):
 
 
 def test_compute_node_registered_with_the_libvirt_secret(lab):
-    computes = [s for s in openstack(lab, "compute", "service", "list") if s["Binary"] == "nova-compute"]
+    computes = [s for s in lab.openstack("compute", "service", "list") if s["Binary"] == "nova-compute"]
     assert [(s["Host"], s["State"]) for s in computes] == [("cmp1", "up")], computes
-    hypervisors = openstack(lab, "hypervisor", "list")
+    hypervisors = lab.openstack("hypervisor", "list")
     assert [h["Hypervisor Hostname"] for h in hypervisors] == ["cmp1"], hypervisors
     secrets = lab.exec("cmp1", "virsh", "-q", "secret-list").stdout
     assert "client.cinder secret" in secrets, secrets
 
 
 def test_network_agents_alive_on_controller_and_compute(lab):
-    agents = openstack(lab, "network", "agent", "list")
+    agents = lab.openstack("network", "agent", "list")
     alive = {(a["Host"], a["Binary"]) for a in agents if a["Alive"] and a["State"]}
     expected = {("cmp1", "neutron-openvswitch-agent"), ("ctl1", "neutron-openvswitch-agent"),
                 ("ctl1", "neutron-dhcp-agent"), ("ctl1", "neutron-l3-agent"), ("ctl1", "neutron-metadata-agent")}
@@ -126,7 +118,7 @@ def test_network_agents_alive_on_controller_and_compute(lab):
 
 
 def test_storage_node_killed_and_restarted_keeps_its_volume(lab):
-    volume = openstack(lab, "volume", "create", "--size", "1", f"gs-keep-{uuid.uuid4().hex[:8]}")
+    volume = lab.openstack("volume", "create", "--size", "1", f"gs-keep-{uuid.uuid4().hex[:8]}")
     wait_status(lab, "volume", volume["id"], "available")
     marker = MARKER + volume["id"].encode()
     rbd_io = ("import rados, rbd, sys\n"
@@ -145,6 +137,6 @@ def test_storage_node_killed_and_restarted_keeps_its_volume(lab):
     assert_ceph_healthy(lab)
     read = lab.exec("stg1", "python3", "-c", rbd_io, f"volume-{volume['id']}", marker.decode(), "read").stdout
     assert read == marker.decode()
-    assert openstack(lab, "volume", "show", volume["id"])["status"] == "available"
-    state = [s["State"] for s in openstack(lab, "volume", "service", "list") if s["Binary"] == "cinder-volume"]
+    assert lab.openstack("volume", "show", volume["id"])["status"] == "available"
+    state = [s["State"] for s in lab.openstack("volume", "service", "list") if s["Binary"] == "cinder-volume"]
     assert state == ["up"]

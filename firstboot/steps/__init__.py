@@ -10,7 +10,7 @@ from firstboot.steps.hosts import HostsStep
 from firstboot.steps.network import NetworkStep
 from firstboot.steps.rabbitmq import RabbitmqStep
 from firstboot.steps.runonce import CatalogStep, DatabasesStep
-from firstboot.steps.services import InfraStep, KeystoneStep, ServicesStep
+from firstboot.steps.services import ImageStoreStep, InfraStep, KeystoneStep, ServicesStep
 from firstboot.steps.storage import CephMonStep, CephOsdStep, CephPoolsStep, VolumeStep
 
 # Controller order: galera -> infra (HAProxy + VIP, which every database URL goes through) -> databases
@@ -19,5 +19,5 @@ from firstboot.steps.storage import CephMonStep, CephOsdStep, CephPoolsStep, Vol
 ALL_STEPS: tuple[Step, ...] = (
     HostsStep(), ConfigStep(), GaleraEndpointStep(), GaleraStep(), InfraStep(), DatabasesStep(), RabbitmqStep(),
     KeystoneStep(), CatalogStep(), ServicesStep(), NetworkStep(), ComputeStep(), CephMonStep(), CephOsdStep(),
-    CephPoolsStep(), VolumeStep(),
+    CephPoolsStep(), VolumeStep(), ImageStoreStep(),
 )

@@ -13,7 +13,7 @@ import tempfile
 
 from firstboot import catalog, cloud, proc
 from firstboot.steps.base import Context
-from firstboot.steps.units import UnitsStep, start_units
+from firstboot.steps.units import JoinStep, start_units
 
 _K = frozenset({catalog.COMPUTE})
 SECRET_XML = "/etc/goldstack/libvirt/cinder-secret.xml"
@@ -44,32 +44,26 @@ def define_libvirt_secret(ctx: Context) -> None:
         os.unlink(path)
 
 
-class ComputeStep(UnitsStep):
+class ComputeStep(JoinStep):
     name = "compute"
     description = "start libvirt and nova-compute; wait until nova lists this hypervisor"
     roles = _K
     after = ("config",)
     groups = ("libvirt", "nova")
+    service_user = "nova"
     ready_what = "nova-compute up and this hypervisor discovered into a cell"
     ready_timeout = 900
 
-    def run(self, ctx: Context) -> str:
-        proc.wait_for(lambda: cloud.control_plane_answers(ctx.doc, "nova"), ctx.doc.options["cluster_wait_seconds"],
-                      "the control plane (keystone through the VIP)", interval=5, progress=ctx.note)
+    def prepare(self, ctx: Context) -> None:
         start_units(ctx, ("libvirt",))
         proc.wait_for(lambda: proc.run(["virsh", "-q", "version"], ok_codes=(0, 1)).returncode == 0, 60,
                       "libvirtd answers")
         if not libvirt_secret_current(ctx):
             ctx.note("defining the libvirt secret of client.cinder (RBD volumes)")
             define_libvirt_secret(ctx)
-        detail = super().run(ctx)
-        return f"{detail}; {cloud.compute_registered(ctx.doc)[1]}"
+
+    def registered(self, ctx: Context) -> tuple[bool, str]:
+        return cloud.compute_registered(ctx.doc)
 
     def done(self, ctx: Context) -> bool:
         return super().done(ctx) and libvirt_secret_current(ctx)
-
-    def ready(self, ctx: Context) -> bool:
-        ok, why = cloud.compute_registered(ctx.doc)
-        if not ok:
-            ctx.note(why)
-        return ok

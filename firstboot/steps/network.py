@@ -13,7 +13,7 @@ import stat
 
 from firstboot import catalog, cloud, proc
 from firstboot.steps.base import Context
-from firstboot.steps.units import UnitsStep, start_units, units_for
+from firstboot.steps.units import JoinStep, start_units, units_for
 
 TUN = "/dev/net/tun"
 TUN_DEVICE = (10, 200)
@@ -29,12 +29,13 @@ def ensure_tun(ctx: Context) -> bool:
     return True
 
 
-class NetworkStep(UnitsStep):
+class NetworkStep(JoinStep):
     name = "network"
     description = "start Open vSwitch and the neutron agents; wait until neutron lists them alive"
     roles = frozenset({catalog.CONTROLLER, catalog.COMPUTE})
     after = ("services", "config")
     groups = ("openvswitch", "neutron-agents")
+    service_user = "neutron"
     ready_what = "this node's neutron agents alive"
     ready_timeout = 600
 
@@ -42,10 +43,7 @@ class NetworkStep(UnitsStep):
         """Each agent's unit is named after the binary neutron lists it as."""
         return tuple(units_for(ctx, ("neutron-agents",)))
 
-    def run(self, ctx: Context) -> str:
-        proc.wait_for(lambda: cloud.control_plane_answers(ctx.doc, "neutron"),
-                      ctx.doc.options["cluster_wait_seconds"], "the control plane (keystone through the VIP)",
-                      interval=5, progress=ctx.note)
+    def prepare(self, ctx: Context) -> None:
         if ensure_tun(ctx):
             ctx.note(f"created {TUN} (the userspace datapath's TAP devices need it)")
         start_units(ctx, ("openvswitch",))
@@ -55,11 +53,6 @@ class NetworkStep(UnitsStep):
             bridge = catalog.PROVIDER_BRIDGE
             proc.run(["ovs-vsctl", "--may-exist", "add-br", bridge, "--", "set", "bridge", bridge,
                       "datapath_type=netdev", "--", "--may-exist", "add-port", bridge, provider], timeout=60)
-        detail = super().run(ctx)
-        return f"{detail}; {cloud.network_agents_alive(ctx.doc, self._binaries(ctx))[1]}"
 
-    def ready(self, ctx: Context) -> bool:
-        ok, why = cloud.network_agents_alive(ctx.doc, self._binaries(ctx))
-        if not ok:
-            ctx.note(why)
-        return ok
+    def registered(self, ctx: Context) -> tuple[bool, str]:
+        return cloud.network_agents_alive(ctx.doc, self._binaries(ctx))

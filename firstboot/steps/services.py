@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import requests
 
-from firstboot import catalog, keystone_api
+from firstboot import catalog, keystone_api, proc
 from firstboot.render import api_url
 from firstboot.steps.base import Context
-from firstboot.steps.units import UnitsStep
+from firstboot.steps.units import UnitsStep, start_units
 
 _C = frozenset({catalog.CONTROLLER})
 
@@ -47,9 +47,9 @@ class KeystoneStep(UnitsStep):
         return True
 
 
-# The APIs the services step waits for (keystone's own step checks keystone; horizon is slow to warm up
-# on first request, and is checked through HAProxy by the lab tests instead).
-CHECKED_APIS = tuple(a for a in catalog.APIS if a.name not in ("keystone", "horizon"))
+# The APIs the services step waits for (keystone's own step checks keystone, the image-store step
+# glance; horizon is slow to warm up on first request, and is checked through HAProxy by the lab instead).
+CHECKED_APIS = tuple(a for a in catalog.APIS if a.name not in ("keystone", "horizon", "glance"))
 
 
 class ServicesStep(UnitsStep):
@@ -57,9 +57,56 @@ class ServicesStep(UnitsStep):
     description = "start the OpenStack services and wait for their APIs"
     roles = _C
     after = ("catalog",)
-    groups = ("glance", "placement", "nova", "neutron", "cinder", "horizon")
+    groups = ("placement", "nova", "neutron", "cinder", "horizon")
     ready_what = "every OpenStack API answers on this node"
     ready_timeout = 600
 
     def ready(self, ctx: Context) -> bool:
         return all(api_answers(ctx, api) for api in CHECKED_APIS)
+
+
+GLANCE_API = next(a for a in catalog.APIS if a.name == "glance")
+CEPH_PROBE_SECONDS = 10
+STUCK_SECONDS = 120
+
+
+def image_pool_reachable() -> bool:
+    """glance's Ceph user reaches a monitor and sees the images pool (the storage tier made it)."""
+    try:
+        pools = proc.run(["rados", "--id", "glance", f"--client_mount_timeout={CEPH_PROBE_SECONDS}", "lspools"],
+                         timeout=CEPH_PROBE_SECONDS * 3).stdout.split()
+    except (proc.CommandFailed, TimeoutError):
+        return False
+    return "images" in pools
+
+
+class ImageStoreStep(UnitsStep):
+    """glance-api last, and on RBD only once Ceph answers: its RBD store connects to the cluster while the
+    API loads and, if no monitor answers, the API never serves. So the rest of the control plane comes
+    up without the storage tier, and glance follows as soon as the storage nodes have made the pools."""
+
+    name = "image-store"
+    description = "start glance-api once its image store is reachable; wait for its API"
+    roles = _C
+    after = ("network", "services")
+    groups = ("glance",)
+    ready_what = "glance answers on this node"
+    ready_timeout = 300
+
+    def ready(self, ctx: Context) -> bool:
+        return api_answers(ctx, GLANCE_API)
+
+    def run(self, ctx: Context) -> str:
+        if catalog.ceph_enabled(ctx.doc):
+            proc.wait_for(image_pool_reachable, ctx.doc.options["cluster_wait_seconds"],
+                          "the Ceph images pool (made by the storage nodes)", interval=5, progress=ctx.note)
+        touched = start_units(ctx, self.groups)
+        try:
+            proc.wait_for(lambda: self.ready(ctx), STUCK_SECONDS, "glance answers")
+        except TimeoutError:
+            # Started before the store was reachable (by hand, or an earlier run): it never recovers alone.
+            ctx.note("glance-api does not answer: restarting it")
+            for unit in catalog.units_of("glance", ctx.doc.role):
+                proc.systemctl("restart", unit, timeout=300)
+            proc.wait_for(lambda: self.ready(ctx), self.ready_timeout, self.ready_what, progress=ctx.note)
+        return f"started {', '.join(touched)}" if touched else "already running"

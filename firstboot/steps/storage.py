@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from firstboot import catalog, ceph, cloud, proc
 from firstboot.steps.base import Context, Step
-from firstboot.steps.units import UnitsStep, all_active, start_units
+from firstboot.steps.units import JoinStep, all_active, start_units
 
 _S = frozenset({catalog.STORAGE})
 GROUP = "ceph"  # service group whose config change restarts the daemons
@@ -128,32 +128,23 @@ class CephPoolsStep(Step):
         return f"pools {', '.join(catalog.CEPH_POOLS)} (size {size}{', created now' if created else ''}); {status}"
 
 
-class VolumeStep(UnitsStep):
+class VolumeStep(JoinStep):
     name = "volume"
     description = "start cinder-volume; wait until the block-storage API lists it up"
     roles = _S
     after = ("ceph-pools",)
     groups = ("cinder",)
+    service_user = "cinder"
     ready_what = "cinder-volume of this node up in the block-storage API"
     ready_timeout = 600
 
-    def _backend(self, ctx: Context) -> str:
-        return "lvm" if catalog.lvm_volumes(ctx.doc) else "rbd"
-
-    def run(self, ctx: Context) -> str:
-        proc.wait_for(lambda: cloud.control_plane_answers(ctx.doc, "cinder"), ctx.doc.options["cluster_wait_seconds"],
-                      "the control plane (keystone through the VIP)", interval=5, progress=ctx.note)
+    def prepare(self, ctx: Context) -> None:
         if catalog.lvm_volumes(ctx.doc):
             start_units(ctx, ("tgt",))
-        detail = super().run(ctx)
-        return f"{detail}; {cloud.volume_registered(ctx.doc, self._backend(ctx))[1]}"
+
+    def registered(self, ctx: Context) -> tuple[bool, str]:
+        return cloud.volume_registered(ctx.doc, "lvm" if catalog.lvm_volumes(ctx.doc) else "rbd")
 
     def done(self, ctx: Context) -> bool:
         extra = ("tgt",) if catalog.lvm_volumes(ctx.doc) else ()
         return all_active(ctx, extra) and super().done(ctx)
-
-    def ready(self, ctx: Context) -> bool:
-        ok, why = cloud.volume_registered(ctx.doc, self._backend(ctx))
-        if not ok:
-            ctx.note(why)
-        return ok

@@ -7,7 +7,7 @@ changed (the config step's restart_pending) is restarted instead.
 
 from __future__ import annotations
 
-from firstboot import catalog, proc
+from firstboot import catalog, cloud, proc
 from firstboot.steps.base import Context, Step
 
 START_TIMEOUT = 300
@@ -89,3 +89,30 @@ class UnitsStep(Step):
             proc.wait_for(lambda: self.ready(ctx), self.ready_timeout, self.ready_what, interval=1,
                           progress=ctx.note)
         return f"started {', '.join(touched)}" if touched else "already running"
+
+
+class JoinStep(UnitsStep):
+    """A node's services joining the cloud: wait until the control plane answers as `service_user`, get
+    the node ready (`prepare`), start the units, then wait until the cloud lists them (`registered`)."""
+
+    service_user: str = ""
+
+    def registered(self, ctx: Context) -> tuple[bool, str]:
+        raise NotImplementedError
+
+    def prepare(self, ctx: Context) -> None:
+        """What must hold on this node before its units start."""
+
+    def ready(self, ctx: Context) -> bool:
+        ok, why = self.registered(ctx)
+        if not ok:
+            ctx.note(why)
+        return ok
+
+    def run(self, ctx: Context) -> str:
+        proc.wait_for(lambda: cloud.control_plane_answers(ctx.doc, self.service_user),
+                      ctx.doc.options["cluster_wait_seconds"], "the control plane (keystone through the VIP)",
+                      interval=5, progress=ctx.note)
+        self.prepare(ctx)
+        detail = super().run(ctx)
+        return f"{detail}; {self.registered(ctx)[1]}"

@@ -1,0 +1,327 @@
+"""The lab's end-to-end checks: what a user does first with a new cloud, done for real through the VIP.
+
+Each check finds or creates what it needs under fixed `goldstack-check-*` names, so `./gs lab check`
+can run again on the same lab. The OpenStack client runs on a controller (python3-openstackclient is in
+the controller image) with the admin credentials its agent wrote; Horizon is driven from this host by
+Debian's headless Chromium. `failover` is destructive (it kills the controller holding the VIP) and runs
+only when asked.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import testimage
+
+PREFIX = "goldstack-check"
+IMAGE, NET, SUBNET, ROUTER = f"{PREFIX}-image", f"{PREFIX}-net", f"{PREFIX}-subnet", f"{PREFIX}-router"
+VOLUME, SERVER, FLAVOR = f"{PREFIX}-volume", f"{PREFIX}-server", "m1.nano"
+SUBNET_RANGE = "192.168.199.0/24"
+SERVICE_TYPES = ("identity", "image", "placement", "compute", "network", "volumev3")
+CONTROLLER_BINARIES = ("nova-conductor", "nova-scheduler")
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+
+
+class CheckFailed(Exception):
+    pass
+
+
+@dataclass
+class Result:
+    name: str
+    ok: bool
+    seconds: float
+    detail: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class LabView:
+    """What the checks need of a running lab: its nodes by role, their containers, the VIP, the admin
+    credentials and a directory for artifacts (the Horizon screenshot)."""
+
+    nodes: dict[str, str]  # node name -> role
+    containers: dict[str, str]  # node name -> container id (running ones)
+    vip: str
+    admin_password: str
+    artifacts: Path
+    compose: Callable[..., subprocess.CompletedProcess] | None = None  # runs a compose subcommand
+    client: str = ""  # controller whose OpenStack client the checks use
+
+    def __post_init__(self) -> None:
+        self.client = self.client or self.controllers()[0]
+
+    def controllers(self) -> list[str]:
+        return [n for n, r in self.nodes.items() if r == "controller"]
+
+    def of_role(self, role: str) -> list[str]:
+        return [n for n, r in self.nodes.items() if r == role]
+
+    def exec(self, node: str, *cmd: str, stdin: bytes | None = None, timeout: float = 180
+             ) -> subprocess.CompletedProcess:
+        return subprocess.run(["docker", "exec", "-i", self.containers[node], *cmd], input=stdin,
+                              capture_output=True, timeout=timeout)
+
+    def openstack(self, *args: str, node: str = "", json_out: bool = True, timeout: float = 180,
+                  check: bool = True) -> Any:
+        fmt = ["-f", "json"] if json_out else []
+        proc = self.exec(node or self.client, "sh", "-c", '. /root/admin-openrc && exec openstack "$@"',
+                         "openstack", *args, *fmt, timeout=timeout)
+        out, err = proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
+        if proc.returncode != 0:
+            if check:
+                raise CheckFailed(f"openstack {' '.join(args)}: {err.strip()[-800:]}")
+            return None
+        return json.loads(out) if json_out else out
+
+
+def poll(what: str, probe: Callable[[], Any], timeout: float, interval: float = 2) -> Any:
+    """probe() until it returns something true; its last value, or CheckFailed naming `what`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise CheckFailed(f"{what}: not within {timeout:.0f}s")
+        time.sleep(interval)
+
+
+def find(lab: LabView, kind: str, name: str) -> dict[str, Any] | None:
+    return lab.openstack(kind, "show", name, check=False)
+
+
+# --- the checks; each returns (detail, data) or raises CheckFailed
+
+
+def check_token(lab: LabView) -> tuple[str, dict]:
+    token = lab.openstack("token", "issue")
+    catalog = lab.openstack("catalog", "list")
+    types = {entry["Type"] for entry in catalog if entry.get("Endpoints")}
+    missing = [t for t in SERVICE_TYPES if t not in types]
+    if missing:
+        raise CheckFailed(f"catalog has no endpoints for {', '.join(missing)} (has {', '.join(sorted(types))})")
+    return f"token for project {token['project_id'][:8]}; catalog: {', '.join(sorted(types))}", \
+        {"services": sorted(types)}
+
+
+def check_image(lab: LabView) -> tuple[str, dict]:
+    image = find(lab, "image", IMAGE)
+    if not image:
+        path = f"/tmp/{IMAGE}.raw"
+        lab.exec(lab.client, "sh", "-c", f"cat > {path}", stdin=testimage.disk())
+        lab.openstack("image", "create", "--disk-format", "raw", "--container-format", "bare", "--public",
+                      "--file", path, IMAGE, timeout=300)
+        lab.exec(lab.client, "rm", "-f", path)
+    others = [c for c in lab.controllers() if c != lab.client] or [lab.client]
+    listed = poll(f"image {IMAGE} active as seen from {others[0]}",
+                  lambda: (find_on(lab, others[0], IMAGE) or {}).get("status") == "active" and
+                  find_on(lab, others[0], IMAGE), 300)
+    if listed["size"] != testimage.SIZE:
+        raise CheckFailed(f"image {IMAGE} has {listed['size']} bytes, uploaded {testimage.SIZE}")
+    return f"{IMAGE} active ({listed['size']} bytes), listed from {others[0]}", \
+        {"id": listed["id"], "listed_from": others[0]}
+
+
+def find_on(lab: LabView, node: str, name: str) -> dict[str, Any] | None:
+    return lab.openstack("image", "show", name, node=node, check=False)
+
+
+def check_compute(lab: LabView) -> tuple[str, dict]:
+    def registered() -> list[dict] | None:
+        services = lab.openstack("compute", "service", "list")
+        up = {(s["Binary"], s["Host"]) for s in services if s["State"] == "up" and s["Status"] == "enabled"}
+        want = {(b, c) for b in CONTROLLER_BINARIES for c in lab.controllers()}
+        want |= {("nova-compute", c) for c in lab.of_role("compute")}
+        return services if want <= up else None
+
+    services = poll("conductor and scheduler up on every controller, nova-compute on every compute node",
+                    registered, 300, 5)
+    hypervisors = poll("every compute node's hypervisor listed", lambda: (
+        lambda hs: hs if set(lab.of_role("compute")) <= {h["Hypervisor Hostname"].split(".")[0] for h in hs}
+        else None)(lab.openstack("hypervisor", "list")), 300, 5)
+    return (f"{len(services)} compute services up; hypervisors: "
+            f"{', '.join(h['Hypervisor Hostname'] for h in hypervisors)}"), {"services": len(services)}
+
+
+def check_network(lab: LabView) -> tuple[str, dict]:
+    agents = poll("every network agent alive", lambda: (
+        lambda a: a if a and all(x["Alive"] for x in a) else None)(lab.openstack("network", "agent", "list")), 300, 5)
+    if not find(lab, "network", NET):
+        lab.openstack("network", "create", NET)
+    if not find(lab, "subnet", SUBNET):
+        lab.openstack("subnet", "create", "--network", NET, "--subnet-range", SUBNET_RANGE, SUBNET)
+    router = find(lab, "router", ROUTER) or lab.openstack("router", "create", ROUTER)
+    ports = lab.openstack("port", "list", "--router", ROUTER)
+    if not ports:
+        lab.openstack("router", "add", "subnet", ROUTER, SUBNET, json_out=False)
+    net = lab.openstack("network", "show", NET)
+    return (f"{len(agents)} agents alive; {NET} ({net['provider:network_type']}), {SUBNET} {SUBNET_RANGE}, "
+            f"{ROUTER}"), {"agents": len(agents), "router": router["id"]}
+
+
+def check_volume(lab: LabView) -> tuple[str, dict]:
+    storage = set(lab.of_role("storage"))
+    poll("cinder-volume up on every storage node", lambda: storage <= {
+        s["Host"].split("@")[0] for s in lab.openstack("volume", "service", "list")
+        if s["Binary"] == "cinder-volume" and s["State"] == "up"}, 300, 5)
+    volume = find(lab, "volume", VOLUME) or lab.openstack("volume", "create", "--size", "1", VOLUME)
+    shown = poll(f"volume {VOLUME} available", lambda: _volume_settled(lab), 300)
+    return f"cinder-volume up on {', '.join(sorted(storage))}; {VOLUME} {shown['status']}", {"id": volume["id"]}
+
+
+def _volume_settled(lab: LabView) -> dict | None:
+    shown = lab.openstack("volume", "show", VOLUME)
+    if shown["status"] in ("error", "error_attaching"):
+        raise CheckFailed(f"volume {VOLUME} went {shown['status']}")
+    return shown if shown["status"] in ("available", "in-use") else None
+
+
+def check_server(lab: LabView) -> tuple[str, dict]:
+    if not find(lab, "flavor", FLAVOR):
+        lab.openstack("flavor", "create", "--vcpus", "1", "--ram", "64", "--disk", "1", FLAVOR)
+    if not find(lab, "server", SERVER):
+        lab.openstack("server", "create", "--flavor", FLAVOR, "--image", IMAGE, "--network", NET, SERVER)
+    started = time.monotonic()
+
+    def active() -> dict | None:
+        server = lab.openstack("server", "show", SERVER)
+        if server["status"] == "ERROR":
+            raise CheckFailed(f"server {SERVER} ERROR: {server.get('fault')}")
+        return server if server["status"] == "ACTIVE" else None
+
+    server = poll(f"server {SERVER} ACTIVE", active, 600, 3)
+    active_s = time.monotonic() - started
+    poll(f"the test image's line on {SERVER}'s console", lambda: testimage.MESSAGE in lab.openstack(
+        "console", "log", "show", SERVER, json_out=False), 300, 3)
+    if not any(a.get("id") == find(lab, "volume", VOLUME)["id"] for a in _attached(server)):
+        lab.openstack("server", "add", "volume", SERVER, VOLUME, json_out=False)
+    poll(f"volume {VOLUME} in-use by {SERVER}", lambda: lab.openstack("volume", "show", VOLUME)["status"] == "in-use",
+         300, 3)
+    host = server.get("OS-EXT-SRV-ATTR:host")
+    return (f"{SERVER} ACTIVE on {host} ({active_s:.0f}s), console shows the image booted, {VOLUME} attached"), \
+        {"host": host, "active_s": round(active_s, 1)}
+
+
+def _attached(server: dict) -> list[dict]:
+    volumes = server.get("volumes_attached") or []
+    return volumes if isinstance(volumes, list) else []
+
+
+def check_horizon(lab: LabView) -> tuple[str, dict]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    if not Path(CHROMIUM).exists() or not Path(CHROMEDRIVER).exists():
+        raise CheckFailed("Chromium is not installed (apt-get install chromium chromium-driver)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--window-size=1280,900"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    shot = lab.artifacts / "horizon-overview.png"
+    try:
+        driver.set_page_load_timeout(120)
+        driver.get(f"http://{lab.vip}/horizon/auth/login/")
+        wait = WebDriverWait(driver, 120)
+        wait.until(expected_conditions.presence_of_element_located((By.ID, "id_username")))
+        driver.find_element(By.ID, "id_username").send_keys("admin")
+        driver.find_element(By.ID, "id_password").send_keys(lab.admin_password)
+        driver.find_element(By.ID, "loginBtn").click()
+        wait.until(lambda d: "/horizon/project/" in d.current_url or "/horizon/admin/" in d.current_url)
+        driver.get(f"http://{lab.vip}/horizon/project/")
+        wait.until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, ".page-header")))
+        header = driver.find_element(By.CSS_SELECTOR, ".page-header").text.strip()
+        lab.artifacts.mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(shot))
+        if "Overview" not in header:
+            raise CheckFailed(f"Horizon's project page shows {header!r}, not the Overview (screenshot: {shot})")
+        return f"logged in as admin; project page {header!r}; screenshot {shot}", \
+            {"screenshot": str(shot), "title": driver.title}
+    finally:
+        driver.quit()
+
+
+def vip_holder(lab: LabView) -> str | None:
+    for node in lab.controllers():
+        if node in lab.containers:
+            out = lab.exec(node, "ip", "-o", "-4", "addr", "show", timeout=30).stdout.decode()
+            if f" {lab.vip}/" in out:
+                return node
+    return None
+
+
+def check_failover(lab: LabView) -> tuple[str, dict]:
+    if len(lab.controllers()) < 3 or lab.compose is None:
+        raise CheckFailed("failover needs the three-controller lab (./gs lab up --controllers 3)")
+    victim = vip_holder(lab)
+    if not victim:
+        raise CheckFailed(f"no controller holds the VIP {lab.vip}")
+    lab.client = next(c for c in lab.controllers() if c != victim)
+    container = lab.containers[victim]
+    lab.compose("kill", victim)
+    killed = time.monotonic()
+    poll(f"the API answering through the VIP with {victim} killed", lambda: lab.openstack(
+        "token", "issue", check=False, timeout=60) and lab.openstack("image", "list", check=False, timeout=60),
+        300, 2)
+    answered_s = time.monotonic() - killed
+    holder = vip_holder(lab)
+    lab.compose("start", victim)
+    restarted, since = time.monotonic(), time.time()
+    lab.containers[victim] = container  # `start` brings back the same container
+
+    def rejoined() -> bool:
+        status = lab.exec(victim, "goldstack-firstboot", "status", "--json", timeout=60)
+        try:
+            agent = json.loads(status.stdout).get("agent", {})
+        except ValueError:
+            return False
+        if agent.get("status") != "done" or (agent.get("started") or 0) < since - 5:
+            return False
+        size = lab.exec(victim, "mariadb", "-N", "-B", "-e", "SHOW GLOBAL STATUS LIKE 'wsrep_cluster_size'",
+                        timeout=60).stdout.decode().split()
+        return size[-1:] == [str(len(lab.controllers()))]
+
+    poll(f"{victim} rejoined (agent done again, Galera cluster of {len(lab.controllers())})", rejoined, 900, 5)
+    rejoined_s = time.monotonic() - restarted
+    return (f"{victim} (VIP holder) killed: API answered through the VIP (now on {holder}) after "
+            f"{answered_s:.0f}s; restarted, rejoined after {rejoined_s:.0f}s"), \
+        {"victim": victim, "vip_moved_to": holder, "answered_s": round(answered_s, 1),
+         "rejoined_s": round(rejoined_s, 1)}
+
+
+CHECKS: dict[str, Callable[[LabView], tuple[str, dict]]] = {
+    "token": check_token, "image": check_image, "compute": check_compute, "network": check_network,
+    "volume": check_volume, "server": check_server, "horizon": check_horizon,
+}
+DESTRUCTIVE = {"failover": check_failover}
+
+
+def run(lab: LabView, names: list[str], progress: Callable[[Result], None] = lambda r: None) -> list[Result]:
+    """Run checks in order; one that fails does not stop the others (each reports what it saw)."""
+    results = []
+    for name in names:
+        started = time.monotonic()
+        try:
+            detail, data = {**CHECKS, **DESTRUCTIVE}[name](lab)
+            result = Result(name, True, round(time.monotonic() - started, 1), detail, data)
+        except (CheckFailed, subprocess.TimeoutExpired) as error:
+            result = Result(name, False, round(time.monotonic() - started, 1), str(error))
+        except Exception as error:  # a check's own bug or an unexpected answer: reported, not fatal
+            result = Result(name, False, round(time.monotonic() - started, 1), f"{type(error).__name__}: {error}")
+        progress(result)
+        results.append(result)
+    return results
