@@ -99,7 +99,7 @@ case "$cmd" in
     ensure_venv
     ensure_docker
     ensure_image_tools
-    ensure_debs docker-compose
+    ensure_debs docker-compose chromium chromium-driver
     log "ruff check"
     "$VENV/bin/ruff" check .
     log "pytest"

@@ -1,6 +1,8 @@
-"""Benchmark the compose lab: `./gs lab up` from built images until every agent is done, for one and
-three controllers. Writes JSON (--out): wall time of `up`, each node's step timings (from the agents'
-own records) and the host memory the running lab takes (MemAvailable before `up` minus after).
+"""Benchmark the compose lab: `./gs lab up` from built images until every agent is done, then
+`./gs lab check` (token, image, compute, network, volume, server, horizon; with three controllers also
+failover), for one and three controllers. Writes JSON (--out): wall time of `up` and to all checks green,
+each check's time, each node's step timings (from the agents' own records) and the host memory the
+running lab takes (MemAvailable before `up` minus after `up`, and the peak seen during the checks).
 Each lab gets its own name and networks and is destroyed afterwards.
 """
 
@@ -38,11 +40,28 @@ def one(controllers: int, tag: str, timeout: float) -> dict[str, object]:
                          "--timeout", str(timeout)], capture_output=True, text=True)
     elapsed = round(time.monotonic() - started, 1)
     used_gb = round((before - mem_available_kb()) / 1048576, 2)
+    print(up.stdout[-3000:], flush=True)
     status = json.loads(subprocess.run([*LAB, "--name", name, "status", "--json"], capture_output=True,
                                        text=True).stdout or "{}")
+    checks: list[dict] = []
+    green_s = None
+    lowest = mem_available_kb()
+    if up.returncode == 0:
+        check = subprocess.Popen([*LAB, "--name", name, "check", "--json"], stdout=subprocess.PIPE, text=True)
+        while check.poll() is None:
+            lowest = min(lowest, mem_available_kb())
+            time.sleep(1)
+        checks = json.loads(check.stdout.read() or "{}").get("results", [])  # type: ignore[union-attr]
+        if controllers == 3:
+            failover = subprocess.run([*LAB, "--name", name, "check", "--only", "failover", "--json"],
+                                      capture_output=True, text=True)
+            checks += json.loads(failover.stdout or "{}").get("results", [])
+        if checks and all(c["ok"] for c in checks):
+            green_s = round(time.monotonic() - started, 1)
     subprocess.run([*LAB, "--name", name, "destroy"], capture_output=True)
-    print(up.stdout[-3000:], flush=True)
-    return {"ok": up.returncode == 0, "up_s": elapsed, "memory_gb": used_gb,
+    return {"ok": up.returncode == 0, "up_s": elapsed, "checks_green_s": green_s, "memory_gb": used_gb,
+            "memory_peak_during_checks_gb": round((before - lowest) / 1048576, 2),
+            "checks": {c["name"]: {"ok": c["ok"], "seconds": c["seconds"], "detail": c["detail"]} for c in checks},
             "step_seconds": {n["node"]: {s: r.get("seconds") for s, r in n["steps"].items()}
                              for n in status.get("nodes", [])}}
 
@@ -52,16 +71,18 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=TOP / "bench/results/lab.json")
     parser.add_argument("--tag", default="latest", help="image tag; build them first (./gs build --role all)")
     parser.add_argument("--timeout", type=float, default=1800)
+    parser.add_argument("--controllers", type=int, choices=(1, 3), action="append",
+                        help="lab size to measure (repeatable; default: 1 and 3)")
     args = parser.parse_args()
     result: dict[str, object] = {"host": {"cpus": os.cpu_count(), "platform": platform.platform(),
                                           "memory_gb": round(mem_available_kb() / 1048576, 1)},
                                  "goals": GOALS}
-    for controllers in (1, 3):
+    for controllers in args.controllers or (1, 3):
         print(f"lab with {controllers} controller(s)", flush=True)
         result[f"controllers_{controllers}"] = one(controllers, args.tag, args.timeout)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({k: {m: v for m, v in r.items() if m != "step_seconds"}  # type: ignore[union-attr]
+    print(json.dumps({k: {m: v for m, v in r.items() if m not in ("step_seconds", "checks")}  # type: ignore
                       for k, r in result.items() if k.startswith("controllers_")}, indent=2))
     return 0
 

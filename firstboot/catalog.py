@@ -256,6 +256,9 @@ CONFIG_FILES: tuple[ConfigFile, ...] = (
     _f("/etc/openstack-dashboard/local_settings.py", "horizon/local_settings.py.j2", _C, "horizon", "root",
        "www-data", SECRET),
     _f("/etc/apache2/ports.conf", "horizon/ports.conf.j2", _C, "horizon"),
+    # The site the package enables (alias-only: /horizon on any virtual host), made to run in one daemon.
+    _f("/etc/apache2/sites-available/openstack-dashboard-alias-only.conf", "horizon/apache-site.conf.j2", _C,
+       "horizon"),
     # --- ceph (daemons on storage nodes; clients everywhere through librbd)
     _f("/etc/ceph/ceph.conf", "ceph/ceph.conf.j2", _ALL, "ceph", override="ceph", when=ceph_enabled),
     _f("/etc/ceph/ceph.client.admin.keyring", "ceph/keyring.j2:admin", _S, "ceph", mode=PRIVATE,

@@ -72,7 +72,9 @@ OPTIONS: dict[str, Option] = {
                                  "memory each OSD aims to use for caches (Ceph's minimum is 896)"),
     "ntp_servers": Option([], _host_list, "upstream time servers; empty = controllers serve time to the rest"),
     "debug": Option(False, _boolean, "debug logging in every OpenStack service"),
-    "api_workers": Option(2, _int_range(1, 64), "uWSGI processes per API service (memory grows with each)"),
+    "api_workers": Option(2, _int_range(1, 64),
+                          "processes per API service (uWSGI) and per worker service (nova-conductor, "
+                          "nova-scheduler, glance-api, neutron RPC and metadata); memory grows with each"),
     "cluster_wait_seconds": Option(1800, _int_range(60, 86400),
                                    "how long a controller waits for its peers (Galera, RabbitMQ, run-once tasks) "
                                    "before its agent run fails"),

@@ -135,7 +135,7 @@ def test_unchanged_files_are_not_rewritten_and_changes_are_reported(doc_of, tmp_
     assert second.written == [] and second.changed_services == set()
     assert nova_path.stat().st_ino == inode
     data = doc_of("ctl1")
-    data["overrides"] = {"glance-api": {"DEFAULT": {"workers": 2}}}
+    data["overrides"] = {"glance-api": {"DEFAULT": {"workers": 3}}}
     third = files.apply_files(tree_of(data).values(), tmp_path, set_owner=False)
     assert third.written == ["/etc/glance/glance-api.conf"] and third.changed_services == {"glance"}
     assert nova_path.stat().st_ino == inode
