@@ -33,7 +33,9 @@ class NetworkStep(JoinStep):
     name = "network"
     description = "start Open vSwitch and the neutron agents; wait until neutron lists them alive"
     roles = frozenset({catalog.CONTROLLER, catalog.COMPUTE})
-    after = ("services", "config")
+    # On a compute node nova-compute registers first: it needs only nova and placement, which answer
+    # well before neutron's agents are all up, and the two waits then overlap instead of adding up.
+    after = ("services", "config", "compute")
     groups = ("openvswitch", "neutron-agents")
     service_user = "neutron"
     ready_what = "this node's neutron agents alive"

@@ -76,6 +76,7 @@ class UnitsStep(Step):
     enable: bool = False
     ready_what: str = ""  # what ready() waits for, for messages; empty = no readiness check
     ready_timeout: float = 300
+    ready_explains: bool = False  # ready() notes why it is not ready yet (then no generic "waiting" note)
 
     def ready(self, ctx: Context) -> bool:
         return True
@@ -87,7 +88,7 @@ class UnitsStep(Step):
         touched = start_units(ctx, self.groups, self.enable)
         if self.ready_what:
             proc.wait_for(lambda: self.ready(ctx), self.ready_timeout, self.ready_what, interval=1,
-                          progress=ctx.note)
+                          progress=None if self.ready_explains else ctx.note)
         return f"started {', '.join(touched)}" if touched else "already running"
 
 
@@ -96,6 +97,7 @@ class JoinStep(UnitsStep):
     the node ready (`prepare`), start the units, then wait until the cloud lists them (`registered`)."""
 
     service_user: str = ""
+    ready_explains = True
 
     def registered(self, ctx: Context) -> tuple[bool, str]:
         raise NotImplementedError
