@@ -13,6 +13,7 @@ import tempfile
 
 from firstboot import catalog, cloud, proc
 from firstboot.steps.base import Context
+from firstboot.steps.network import start_switch
 from firstboot.steps.units import JoinStep, start_units
 
 _K = frozenset({catalog.COMPUTE})
@@ -55,6 +56,9 @@ class ComputeStep(JoinStep):
     ready_timeout = 900
 
     def prepare(self, ctx: Context) -> None:
+        # nova-compute plugs its instances' ports into br-int as it starts (after a reboot): the switch
+        # runs first; neutron's agent follows in the network step.
+        start_switch(ctx)
         start_units(ctx, ("libvirt",))
         proc.wait_for(lambda: proc.run(["virsh", "-q", "version"], ok_codes=(0, 1)).returncode == 0, 60,
                       "libvirtd answers")

@@ -29,12 +29,25 @@ def ensure_tun(ctx: Context) -> bool:
     return True
 
 
+def start_switch(ctx: Context) -> None:
+    """Open vSwitch running, with the provider bridge when this node has a provider interface."""
+    if ensure_tun(ctx):
+        ctx.note(f"created {TUN} (the userspace datapath's TAP devices need it)")
+    start_units(ctx, ("openvswitch",))
+    provider = ctx.doc.node.interfaces.get("provider") or ctx.facts.provider_interface
+    if provider:
+        # The agent maps the provider network to this bridge but does not create it.
+        bridge = catalog.PROVIDER_BRIDGE
+        proc.run(["ovs-vsctl", "--may-exist", "add-br", bridge, "--", "set", "bridge", bridge,
+                  "datapath_type=netdev", "--", "--may-exist", "add-port", bridge, provider], timeout=60)
+
+
 class NetworkStep(JoinStep):
     name = "network"
     description = "start Open vSwitch and the neutron agents; wait until neutron lists them alive"
     roles = frozenset({catalog.CONTROLLER, catalog.COMPUTE})
-    # On a compute node nova-compute registers first: it needs only nova and placement, which answer
-    # well before neutron's agents are all up, and the two waits then overlap instead of adding up.
+    # On a compute node nova-compute registers first: it needs only nova, placement and a running
+    # switch (its instances' ports are plugged at start), not neutron's agents, which come up later.
     after = ("services", "config", "compute")
     groups = ("openvswitch", "neutron-agents")
     service_user = "neutron"
@@ -46,15 +59,7 @@ class NetworkStep(JoinStep):
         return tuple(units_for(ctx, ("neutron-agents",)))
 
     def prepare(self, ctx: Context) -> None:
-        if ensure_tun(ctx):
-            ctx.note(f"created {TUN} (the userspace datapath's TAP devices need it)")
-        start_units(ctx, ("openvswitch",))
-        provider = ctx.doc.node.interfaces.get("provider") or ctx.facts.provider_interface
-        if provider:
-            # The agent maps the provider network to this bridge but does not create it.
-            bridge = catalog.PROVIDER_BRIDGE
-            proc.run(["ovs-vsctl", "--may-exist", "add-br", bridge, "--", "set", "bridge", bridge,
-                      "datapath_type=netdev", "--", "--may-exist", "add-port", bridge, provider], timeout=60)
+        start_switch(ctx)
 
     def registered(self, ctx: Context) -> tuple[bool, str]:
         return cloud.network_agents_alive(ctx.doc, self._binaries(ctx))
