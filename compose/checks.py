@@ -73,8 +73,13 @@ class LabView:
     def openstack(self, *args: str, node: str = "", json_out: bool = True, timeout: float = 180,
                   check: bool = True) -> Any:
         fmt = ["-f", "json"] if json_out else []
-        proc = self.exec(node or self.client, "sh", "-c", '. /root/admin-openrc && exec openstack "$@"',
-                         "openstack", *args, *fmt, timeout=timeout)
+        try:
+            proc = self.exec(node or self.client, "sh", "-c", '. /root/admin-openrc && exec openstack "$@"',
+                             "openstack", *args, *fmt, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            if check:
+                raise CheckFailed(f"openstack {' '.join(args)}: no answer within {timeout:.0f}s") from None
+            return None  # a caller polling (the VIP moving, say) asks again
         out, err = proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
         if proc.returncode != 0:
             if check:
