@@ -46,9 +46,9 @@ class NetworkStep(JoinStep):
     name = "network"
     description = "start Open vSwitch and the neutron agents; wait until neutron lists them alive"
     roles = frozenset({catalog.CONTROLLER, catalog.COMPUTE})
-    # On a compute node nova-compute registers first: it needs only nova, placement and a running
-    # switch (its instances' ports are plugged at start), not neutron's agents, which come up later.
-    after = ("services", "config", "compute")
+    # Before nova-compute on a compute node: nova-compute plugs its instances' ports as it starts (after
+    # a reboot), through the OVSDB manager (tcp:127.0.0.1:6640) that neutron's agent sets up.
+    after = ("services", "config")
     groups = ("openvswitch", "neutron-agents")
     service_user = "neutron"
     ready_what = "this node's neutron agents alive"
