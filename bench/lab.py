@@ -2,7 +2,9 @@
 `./gs lab check` (token, image, compute, network, volume, server, horizon; with three controllers also
 failover), for one and three controllers. Writes JSON (--out): wall time of `up` and to all checks green,
 each check's time, each node's step timings (from the agents' own records) and the host memory the
-running lab takes (MemAvailable before `up` minus after `up`, and the peak seen during the checks).
+running lab takes (MemAvailable before `up` minus after `up`, and the peak seen during the checks), and
+the host CPU time `up` used (busy jiffies of /proc/stat: busy seconds / CPUs is the shortest `up` could be
+with the same work, however the steps were ordered).
 Each lab gets its own name and networks and is destroyed afterwards.
 """
 
@@ -29,16 +31,25 @@ def mem_available_kb() -> int:
     raise RuntimeError("no MemAvailable in /proc/meminfo")
 
 
+def cpu_busy_s() -> float:
+    """Seconds of CPU time the whole host has spent busy since boot (all CPUs, idle and iowait excluded)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 def one(controllers: int, tag: str, timeout: float) -> dict[str, object]:
     name = f"bench-lab-{controllers}"
     prefixes = {1: ("10.91.1", "10.91.2"), 3: ("10.93.1", "10.93.2")}[controllers]
     subprocess.run([*LAB, "--name", name, "destroy"], capture_output=True)
     before = mem_available_kb()
+    busy_before = cpu_busy_s()
     started = time.monotonic()
     up = subprocess.run([*LAB, "--name", name, "up", "--controllers", str(controllers), "--tag", tag, "--no-build",
                          "--management-prefix", prefixes[0], "--provider-prefix", prefixes[1],
                          "--timeout", str(timeout)], capture_output=True, text=True)
     elapsed = round(time.monotonic() - started, 1)
+    busy = cpu_busy_s() - busy_before
     used_gb = round((before - mem_available_kb()) / 1048576, 2)
     print(up.stdout[-3000:], flush=True)
     status = json.loads(subprocess.run([*LAB, "--name", name, "status", "--json"], capture_output=True,
@@ -59,7 +70,9 @@ def one(controllers: int, tag: str, timeout: float) -> dict[str, object]:
         if checks and all(c["ok"] for c in checks):
             green_s = round(time.monotonic() - started, 1)
     subprocess.run([*LAB, "--name", name, "destroy"], capture_output=True)
-    return {"ok": up.returncode == 0, "up_s": elapsed, "checks_green_s": green_s, "memory_gb": used_gb,
+    return {"ok": up.returncode == 0, "up_s": elapsed, "up_cpu_busy_s": round(busy, 1),
+            "up_cpu_utilization": round(busy / (elapsed * (os.cpu_count() or 1)), 3),
+            "checks_green_s": green_s, "memory_gb": used_gb,
             "memory_peak_during_checks_gb": round((before - lowest) / 1048576, 2),
             "checks": {c["name"]: {"ok": c["ok"], "seconds": c["seconds"], "detail": c["detail"]} for c in checks},
             "step_seconds": {n["node"]: {s: r.get("seconds") for s, r in n["steps"].items()}

@@ -219,9 +219,10 @@ def follow(lab: Lab, settings: dict[str, Any], names: list[str], timeout: float,
         time.sleep(3)
 
 
-def rows(lab: Lab, settings: dict[str, Any]) -> list[dict[str, Any]]:
+def rows(lab: Lab, settings: dict[str, Any],
+         containers: dict[str, tuple[str, bool]] | None = None) -> list[dict[str, Any]]:
     result = []
-    containers = lab.containers()
+    containers = lab.containers() if containers is None else containers
     for node in lab.nodes(settings):
         container, running = containers.get(node["name"], ("", False))
         status = agent_status(container) if running else None
@@ -319,10 +320,10 @@ def container_started(container: str) -> float | None:
 
 def cmd_timeline(lab: Lab, args: argparse.Namespace) -> int:
     settings = lab.settings()
-    nodes = [r for r in rows(lab, settings) if r["steps"]]
+    containers = lab.containers()
+    nodes = [r for r in rows(lab, settings, containers) if r["steps"]]
     if not nodes:
         raise LabError("no node has recorded a step yet (is the lab up? ./gs lab status)")
-    containers = lab.containers()
     starts = [t for n in nodes if (t := container_started(containers[n["node"]][0])) is not None]
     origin = min(starts or [min(r["started"] for n in nodes for r in n["steps"].values() if r.get("started"))])
     chart = timeline.bars(nodes, origin, time.time())

@@ -45,6 +45,9 @@ PORTS: dict[str, int] = {
 
 # The Open vSwitch bridge of the provider (flat/VLAN) network; the network step creates it, the agent maps it.
 PROVIDER_BRIDGE = "br-provider"
+# The OVSDB manager neutron's OVS agent and nova-compute's os-vif both connect to (the default
+# ovsdb_connection of each, tcp:127.0.0.1:6640), as Open vSwitch spells its passive listener.
+OVSDB_MANAGER = "ptcp:6640:127.0.0.1"
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,11 @@ APIS: tuple[Api, ...] = (
     Api("cinder", "/", "volumev3", "/v3/%(project_id)s"),
     Api("horizon", "/horizon/auth/login/", None),
 )
+
+
+def api(name: str) -> Api:
+    return next(a for a in APIS if a.name == name)
+
 
 # Databases per service: the service's database user (password: secret db_<user>) owns exactly these.
 DATABASES: dict[str, tuple[str, ...]] = {
@@ -109,7 +117,8 @@ UNITS: dict[str, dict[str, tuple[str, ...]]] = {
     "openvswitch": {CONTROLLER: ("openvswitch-switch",), COMPUTE: ("openvswitch-switch",)},
     "libvirt": {COMPUTE: ("libvirtd",)},
     "chrony": {CONTROLLER: ("chrony",), COMPUTE: ("chrony",), STORAGE: ("chrony",)},
-    "tgt": {STORAGE: ("tgt",)},
+    # The LVM option: restores the LIO iSCSI targets cinder-rtstool saved (volumes exported across reboots).
+    "lio-target": {STORAGE: ("rtslib-fb-targetctl",)},
 }
 
 
@@ -251,7 +260,6 @@ CONFIG_FILES: tuple[ConfigFile, ...] = (
        "l3-agent"),
     # --- cinder (api + scheduler on controllers, volume on storage nodes)
     _f("/etc/cinder/cinder.conf", "cinder/cinder.conf.j2", _C | _S, "cinder", "root", "cinder", SECRET, "cinder"),
-    _f("/etc/tgt/conf.d/cinder.conf", "cinder/tgt.conf.j2", _S, "tgt", when=lvm_volumes),
     # --- horizon
     _f("/etc/openstack-dashboard/local_settings.py", "horizon/local_settings.py.j2", _C, "horizon", "root",
        "www-data", SECRET),

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import requests
 
-from firstboot import keystone_api
+from firstboot import catalog, keystone_api
 from firstboot.document import Document
 from firstboot.render import api_url
 
@@ -19,9 +19,15 @@ def session(doc: Document, user: str) -> keystone_api.Keystone:
                                  project="service", user=user)
 
 
-def control_plane_answers(doc: Document, user: str) -> bool:
+def control_plane_answers(doc: Document, user: str, apis: tuple[str, ...]) -> bool:
+    """keystone gives `user` a token and these APIs answer through the VIP: what a joining daemon talks to
+    first. (Started earlier, its first RPC would wait out a timeout for servers that are not up yet.)"""
     try:
         session(doc, user)
+        for api in apis:
+            check = catalog.api(api).check_path
+            if requests.get(api_url(doc, api, check), timeout=TIMEOUT, allow_redirects=False).status_code >= 400:
+                return False
     except (requests.RequestException, KeyError):
         return False
     return True

@@ -25,6 +25,9 @@ import yaml
 
 from tests.dockerlab import docker
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "compose"))
+from lab import Lab  # compose/lab.py: the lab command's own view of its containers
+
 pytestmark = [pytest.mark.docker, pytest.mark.lab, pytest.mark.timeout(3000)]
 TOP = Path(__file__).resolve().parent.parent
 LAB = [sys.executable, str(TOP / "compose" / "lab.py")]
@@ -175,8 +178,7 @@ def test_openrc_gives_a_token_through_the_vip(ha_lab):
 
 
 def container_of(name: str, node: str) -> str:
-    return docker("ps", "-q", "--filter", f"label=com.docker.compose.project={name}",
-                  "--filter", f"label=com.docker.compose.service={node}").stdout.strip()
+    return Lab(name).container(node) or ""
 
 
 def test_down_keeps_volumes_and_up_brings_the_same_cloud_back(ha_lab):

@@ -107,8 +107,8 @@ def test_lvm_backend_renders_iscsi_settings(doc_of, inventory, site_secrets):
     tree = tree_of(data)
     cinder = ini(tree["/etc/cinder/cinder.conf"])
     assert cinder["DEFAULT"]["enabled_backends"] == "lvm"
-    assert cinder["lvm"]["target_helper"] == "tgtadm" and cinder["lvm"]["volume_group"] == "cinder-volumes"
-    assert "/etc/tgt/conf.d/cinder.conf" in tree
+    assert cinder["lvm"]["target_helper"] == "lioadm" and cinder["lvm"]["volume_group"] == "cinder-volumes"
+    assert cinder["lvm"]["target_protocol"] == "iscsi"
     assert "/etc/ceph/ceph.client.cinder.keyring" not in tree
 
 

@@ -13,11 +13,11 @@ from firstboot.steps.runonce import CatalogStep, DatabasesStep
 from firstboot.steps.services import ImageStoreStep, InfraStep, KeystoneStep, ServicesStep
 from firstboot.steps.storage import CephMonStep, CephOsdStep, CephPoolsStep, VolumeStep
 
-# Controller order: galera -> infra (HAProxy + VIP, which every database URL goes through) -> databases
-# -> rabbitmq -> keystone -> catalog -> services -> network. Compute: network -> compute.
+# Controller order: galera -> infra (HAProxy + VIP, which every database URL goes through) -> rabbitmq
+# -> databases -> keystone -> catalog -> services -> network -> image-store. Compute: network -> compute.
 # Storage: ceph-mon -> ceph-osd -> ceph-pools -> volume.
 ALL_STEPS: tuple[Step, ...] = (
-    HostsStep(), ConfigStep(), GaleraEndpointStep(), GaleraStep(), InfraStep(), DatabasesStep(), RabbitmqStep(),
+    HostsStep(), ConfigStep(), GaleraEndpointStep(), GaleraStep(), InfraStep(), RabbitmqStep(), DatabasesStep(),
     KeystoneStep(), CatalogStep(), ServicesStep(), NetworkStep(), ComputeStep(), CephMonStep(), CephOsdStep(),
     CephPoolsStep(), VolumeStep(), ImageStoreStep(),
 )

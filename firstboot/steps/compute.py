@@ -13,7 +13,7 @@ import tempfile
 
 from firstboot import catalog, cloud, proc
 from firstboot.steps.base import Context
-from firstboot.steps.network import start_switch
+from firstboot.steps.network import network_binaries, start_switch
 from firstboot.steps.units import JoinStep, start_units
 
 _K = frozenset({catalog.COMPUTE})
@@ -49,15 +49,16 @@ class ComputeStep(JoinStep):
     name = "compute"
     description = "start libvirt and nova-compute; wait until nova lists this hypervisor"
     roles = _K
-    after = ("config",)
+    after = ("network", "config")
     groups = ("libvirt", "nova")
     service_user = "nova"
-    ready_what = "nova-compute up and this hypervisor discovered into a cell"
+    service_apis = ("nova", "placement")
+    ready_what = "nova-compute up, this hypervisor discovered into a cell, neutron's agent alive"
     ready_timeout = 900
 
     def prepare(self, ctx: Context) -> None:
-        # nova-compute plugs its instances' ports into br-int as it starts (after a reboot): the switch
-        # runs first; neutron's agent follows in the network step.
+        # nova-compute plugs its instances' ports into br-int through the OVSDB manager as it starts (after
+        # a reboot); the network step set both up, this makes sure of it when the step runs again alone.
         start_switch(ctx)
         start_units(ctx, ("libvirt",))
         proc.wait_for(lambda: proc.run(["virsh", "-q", "version"], ok_codes=(0, 1)).returncode == 0, 60,
@@ -67,7 +68,10 @@ class ComputeStep(JoinStep):
             define_libvirt_secret(ctx)
 
     def registered(self, ctx: Context) -> tuple[bool, str]:
-        return cloud.compute_registered(ctx.doc)
+        for ok, why in (cloud.compute_registered(ctx.doc), cloud.network_agents_alive(ctx.doc, network_binaries(ctx))):
+            if not ok:
+                return False, why
+        return True, "nova-compute up, hypervisor listed, neutron's agent alive"
 
     def done(self, ctx: Context) -> bool:
         return super().done(ctx) and libvirt_secret_current(ctx)

@@ -30,10 +30,14 @@ def ensure_tun(ctx: Context) -> bool:
 
 
 def start_switch(ctx: Context) -> None:
-    """Open vSwitch running, with the provider bridge when this node has a provider interface."""
+    """Open vSwitch running, listening for the OVSDB clients of neutron's agent and nova-compute (either may
+    start first), with the provider bridge when this node has a provider interface."""
     if ensure_tun(ctx):
         ctx.note(f"created {TUN} (the userspace datapath's TAP devices need it)")
     start_units(ctx, ("openvswitch",))
+    managers = proc.run(["ovs-vsctl", "get-manager"], timeout=60).stdout.split()
+    if catalog.OVSDB_MANAGER not in managers:
+        proc.run(["ovs-vsctl", "set-manager", *managers, catalog.OVSDB_MANAGER], timeout=60)
     provider = ctx.doc.node.interfaces.get("provider") or ctx.facts.provider_interface
     if provider:
         # The agent maps the provider network to this bridge but does not create it.
@@ -42,24 +46,27 @@ def start_switch(ctx: Context) -> None:
                   "datapath_type=netdev", "--", "--may-exist", "add-port", bridge, provider], timeout=60)
 
 
+def network_binaries(ctx: Context) -> tuple[str, ...]:
+    """Each agent's unit is named after the binary neutron lists it as."""
+    return tuple(units_for(ctx, ("neutron-agents",)))
+
+
 class NetworkStep(JoinStep):
     name = "network"
     description = "start Open vSwitch and the neutron agents; wait until neutron lists them alive"
     roles = frozenset({catalog.CONTROLLER, catalog.COMPUTE})
-    # Before nova-compute on a compute node: nova-compute plugs its instances' ports as it starts (after
-    # a reboot), through the OVSDB manager (tcp:127.0.0.1:6640) that neutron's agent sets up.
     after = ("services", "config")
     groups = ("openvswitch", "neutron-agents")
     service_user = "neutron"
+    service_apis = ("neutron",)
     ready_what = "this node's neutron agents alive"
     ready_timeout = 600
-
-    def _binaries(self, ctx: Context) -> tuple[str, ...]:
-        """Each agent's unit is named after the binary neutron lists it as."""
-        return tuple(units_for(ctx, ("neutron-agents",)))
 
     def prepare(self, ctx: Context) -> None:
         start_switch(ctx)
 
     def registered(self, ctx: Context) -> tuple[bool, str]:
-        return cloud.network_agents_alive(ctx.doc, self._binaries(ctx))
+        if ctx.doc.role == catalog.COMPUTE:
+            # The agent's first report overlaps nova-compute's start: the compute step, next, waits for both.
+            return True, "the compute step waits until neutron lists the agent alive"
+        return cloud.network_agents_alive(ctx.doc, network_binaries(ctx))

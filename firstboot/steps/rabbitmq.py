@@ -35,7 +35,7 @@ class RabbitmqStep(Step):
     name = "rabbitmq"
     description = "start RabbitMQ and join the controllers' cluster; create the OpenStack user once"
     roles = frozenset({catalog.CONTROLLER})
-    after = ("databases",)  # the run-once record of the users lives in Galera
+    after = ("infra",)  # Galera (through the VIP) holds the run-once record of the users
 
     def _clustered(self, ctx: Context) -> bool:
         running = rabbitmq.running_nodes(rabbitmq.cluster_status())

@@ -106,7 +106,8 @@ class DatabasesStep(PhaseStep):
     name = "databases"
     description = "create the databases and run every schema sync once, cluster-wide"
     phase = tasks.DATABASE
-    after = ("infra",)
+    # After RabbitMQ: each node's cluster join overlaps the first controller's schema syncs.
+    after = ("rabbitmq",)
 
     def before(self, ctx: Context) -> None:
         from firstboot import proc

@@ -7,7 +7,7 @@ import requests
 from firstboot import catalog, keystone_api, proc
 from firstboot.render import api_url
 from firstboot.steps.base import Context
-from firstboot.steps.units import UnitsStep, start_units
+from firstboot.steps.units import UnitsStep, start_unit, start_units
 
 _C = frozenset({catalog.CONTROLLER})
 
@@ -34,7 +34,7 @@ class KeystoneStep(UnitsStep):
     name = "keystone"
     description = "start keystone and check that it issues tokens"
     roles = _C
-    after = ("rabbitmq",)
+    after = ("databases",)
     groups = ("keystone",)
     ready_what = "keystone issues an admin token on this node"
 
@@ -65,7 +65,7 @@ class ServicesStep(UnitsStep):
         return all(api_answers(ctx, api) for api in CHECKED_APIS)
 
 
-GLANCE_API = next(a for a in catalog.APIS if a.name == "glance")
+GLANCE_API = catalog.api("glance")
 CEPH_PROBE_SECONDS = 10
 STUCK_SECONDS = 120
 
@@ -107,6 +107,6 @@ class ImageStoreStep(UnitsStep):
             # Started before the store was reachable (by hand, or an earlier run): it never recovers alone.
             ctx.note("glance-api does not answer: restarting it")
             for unit in catalog.units_of("glance", ctx.doc.role):
-                proc.systemctl("restart", unit, timeout=300)
+                start_unit(unit, "restart")
             proc.wait_for(lambda: self.ready(ctx), self.ready_timeout, self.ready_what, progress=ctx.note)
         return f"started {', '.join(touched)}" if touched else "already running"

@@ -135,16 +135,17 @@ class VolumeStep(JoinStep):
     after = ("ceph-pools",)
     groups = ("cinder",)
     service_user = "cinder"
+    service_apis = ("cinder",)
     ready_what = "cinder-volume of this node up in the block-storage API"
     ready_timeout = 600
 
     def prepare(self, ctx: Context) -> None:
         if catalog.lvm_volumes(ctx.doc):
-            start_units(ctx, ("tgt",))
+            start_units(ctx, ("lio-target",))
 
     def registered(self, ctx: Context) -> tuple[bool, str]:
         return cloud.volume_registered(ctx.doc, "lvm" if catalog.lvm_volumes(ctx.doc) else "rbd")
 
     def done(self, ctx: Context) -> bool:
-        extra = ("tgt",) if catalog.lvm_volumes(ctx.doc) else ()
+        extra = ("lio-target",) if catalog.lvm_volumes(ctx.doc) else ()
         return all_active(ctx, extra) and super().done(ctx)

@@ -20,30 +20,42 @@ def units_for(ctx: Context, groups: tuple[str, ...]) -> list[str]:
 
 
 def start_units(ctx: Context, groups: tuple[str, ...], enable: bool = False) -> list[str]:
-    """Start (or restart, when their config changed) the units of these service groups."""
+    """Start (or restart, when their config changed) the units of these service groups, together: systemd
+    runs the jobs in parallel, so one daemon's imports overlap another's wait for its database."""
     pending = set(ctx.state.data["agent"].get("restart_pending", []))
-    touched = []
+    verbs: dict[str, list[str]] = {"start": [], "restart": []}
     for group in groups:
-        units = catalog.units_of(group, ctx.doc.role)
-        if not units:
-            continue
         restart = group in pending
-        for unit in units:
+        for unit in catalog.units_of(group, ctx.doc.role):
             active = proc.unit_state(unit) == "active"
             if active and not restart:
                 continue
             if enable:
                 proc.systemctl("enable", "--quiet", unit)
-            ctx.note(f"{'restarting' if active else 'starting'} {unit}")
-            _start(unit, "restart" if active else "start")
-            touched.append(unit)
+            verbs["restart" if active else "start"].append(unit)
         pending.discard(group)
+    for verb, units in verbs.items():
+        if units:
+            ctx.note(f"{verb}ing {', '.join(units)}")
+            start_together(units, verb)
     ctx.state.data["agent"]["restart_pending"] = sorted(pending)
     ctx.state.save()
-    return touched
+    return verbs["start"] + verbs["restart"]
 
 
-def _start(unit: str, verb: str) -> None:
+def start_together(units: list[str], verb: str) -> None:
+    """One systemctl job set for all; a unit that did not come up gets its own retries (start_unit)."""
+    try:
+        proc.systemctl(verb, *units, timeout=START_TIMEOUT)
+        return
+    except proc.CommandFailed:
+        pass
+    for unit in units:
+        if proc.unit_state(unit) != "active":
+            start_unit(unit, "start")
+
+
+def start_unit(unit: str, verb: str = "start") -> None:
     """Start a unit; a daemon that exits on its first try while its peers settle (nova-conductor while
     RabbitMQ elects queue leaders, say) gets the time its own Restart= policy needs, then one more try."""
     for attempt in range(1, START_ATTEMPTS + 1):
@@ -97,6 +109,7 @@ class JoinStep(UnitsStep):
     the node ready (`prepare`), start the units, then wait until the cloud lists them (`registered`)."""
 
     service_user: str = ""
+    service_apis: tuple[str, ...] = ()  # the APIs (catalog names) this node's daemons need answering first
     ready_explains = True
 
     def registered(self, ctx: Context) -> tuple[bool, str]:
@@ -112,8 +125,9 @@ class JoinStep(UnitsStep):
         return ok
 
     def run(self, ctx: Context) -> str:
-        proc.wait_for(lambda: cloud.control_plane_answers(ctx.doc, self.service_user),
-                      ctx.doc.options["cluster_wait_seconds"], "the control plane (keystone through the VIP)",
+        apis = ", ".join(("keystone", *self.service_apis))
+        proc.wait_for(lambda: cloud.control_plane_answers(ctx.doc, self.service_user, self.service_apis),
+                      ctx.doc.options["cluster_wait_seconds"], f"the control plane ({apis} through the VIP)",
                       interval=5, progress=ctx.note)
         self.prepare(ctx)
         detail = super().run(ctx)
