@@ -336,7 +336,15 @@ QCOW2_TOOLS = ("disk-image-create", "debootstrap", "sudo", "qemu-img", "sfdisk",
 
 
 def has_device_mapper() -> bool:
-    return Path("/dev/mapper/control").exists()
+    """The kernel answers on the device-mapper control node. The node alone proves nothing: installing
+    lvm2 or dmsetup (as diskimage-builder's chroot does, through its bind mount of /dev) creates it on
+    kernels without the driver, where opening it fails with ENODEV."""
+    try:
+        fd = os.open("/dev/mapper/control", os.O_RDWR)
+    except OSError:
+        return False
+    os.close(fd)
+    return True
 
 
 def dib_env(opts: argparse.Namespace, role: str) -> dict[str, str]:

@@ -156,7 +156,7 @@ def check_compute(lab: LabView) -> tuple[str, dict]:
         names = {h["Hypervisor Hostname"].split(".")[0] for h in hypervisors}
         return hypervisors if set(lab.of_role("compute")) <= names else None
 
-    hypervisors = poll("every compute node's hypervisor listed", listed, 300, 5)
+    hypervisors = poll("every compute node's hypervisor listed", listed, 300, 2)
     return (f"{len(services)} compute services up; hypervisors: "
             f"{', '.join(h['Hypervisor Hostname'] for h in hypervisors)}"), {"services": len(services)}
 
@@ -166,7 +166,7 @@ def check_network(lab: LabView) -> tuple[str, dict]:
         agents = lab.openstack("network", "agent", "list")
         return agents if agents and all(a["Alive"] for a in agents) else None
 
-    agents = poll("every network agent alive", alive, 300, 5)
+    agents = poll("every network agent alive", alive, 300, 2)
     if not find(lab, "network", NET):
         lab.openstack("network", "create", NET)
     if not find(lab, "subnet", SUBNET):
@@ -210,14 +210,15 @@ def check_server(lab: LabView) -> tuple[str, dict]:
             raise CheckFailed(f"server {SERVER} ERROR: {server.get('fault')}")
         return server if server["status"] == "ACTIVE" else None
 
-    server = poll(f"server {SERVER} ACTIVE", active, 600, 3)
+    server = poll(f"server {SERVER} ACTIVE", active, 600, 1)
     active_s = time.monotonic() - started
-    poll(f"the test image's line on {SERVER}'s console", lambda: testimage.MESSAGE in lab.openstack(
-        "console", "log", "show", SERVER, json_out=False), 300, 3)
+    # The attachment proceeds while the console is read.
     if not any(a.get("id") == find(lab, "volume", VOLUME)["id"] for a in _attached(server)):
         lab.openstack("server", "add", "volume", SERVER, VOLUME, json_out=False)
+    poll(f"the test image's line on {SERVER}'s console", lambda: testimage.MESSAGE in lab.openstack(
+        "console", "log", "show", SERVER, json_out=False), 300, 1)
     poll(f"volume {VOLUME} in-use by {SERVER}", lambda: lab.openstack("volume", "show", VOLUME)["status"] == "in-use",
-         300, 3)
+         300, 1)
     host = server.get("OS-EXT-SRV-ATTR:host")
     return (f"{SERVER} ACTIVE on {host} ({active_s:.0f}s), console shows the image booted, {VOLUME} attached"), \
         {"host": host, "active_s": round(active_s, 1)}

@@ -1,10 +1,12 @@
-"""The compute qcow2: built by diskimage-builder from the same elements, booted under QEMU through
-UEFI firmware (OVMF, TCG), seeded by a NoCloud ISO; the agent's success line must reach the serial
-console. Marked `image` and `qcow2`: `./gs test -m qcow2` runs it alone."""
+"""A role's qcow2 (compute in CI): built by diskimage-builder from the same elements, booted under QEMU
+through UEFI firmware (OVMF, TCG), seeded by a NoCloud ISO; the agent's success line must reach the
+serial console. Marked `image` and `qcow2`: `./gs test -m qcow2` runs it alone;
+`GOLDSTACK_QCOW2_ROLE=storage ./gs test -m qcow2` checks another role's disk the same way."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -20,38 +22,41 @@ TOP = Path(__file__).resolve().parent.parent
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
 SUCCESS, FAILURE = "goldstack-firstboot: SUCCESS", "goldstack-firstboot: FAILED"
+ROLE = os.environ.get("GOLDSTACK_QCOW2_ROLE", "compute")
+NODE = {"compute": "cmp1", "controller": "ctl1", "storage": "sto1"}[ROLE]
+DAEMON = {"compute": "nova-compute", "controller": "nova-api", "storage": "ceph-osd"}[ROLE]
 
 
 @pytest.fixture(scope="session")
-def compute_qcow2(tmp_path_factory) -> Path:
+def role_qcow2(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("qcow2")
-    proc = subprocess.run([sys.executable, str(TOP / "build.py"), "--role", "compute", "--format", "qcow2",
+    proc = subprocess.run([sys.executable, str(TOP / "build.py"), "--role", ROLE, "--format", "qcow2",
                            "--output", str(out)], cwd=TOP, capture_output=True, text=True, timeout=2400)
     log = out / "build.log"
     tail = "\n".join(log.read_text().splitlines()[-80:]) if log.exists() else ""
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:] + tail
-    image = out / "compute.qcow2"
+    image = out / f"{ROLE}.qcow2"
     info = json.loads(subprocess.run(["qemu-img", "info", "--output=json", str(image)], capture_output=True,
                                      text=True, check=True).stdout)
     assert info["format"] == "qcow2"
     return image
 
 
-def test_qcow2_manifest_matches_the_container_role_packages(compute_qcow2):
+def test_qcow2_manifest_matches_the_container_role_packages(role_qcow2):
     import build
 
-    sbom = json.loads((compute_qcow2.parent / "compute.qcow2.spdx.json").read_text())
+    sbom = json.loads((role_qcow2.parent / f"{ROLE}.qcow2.spdx.json").read_text())
     installed = {p["name"] for p in sbom["packages"]}
-    assert not build.role_packages("compute") - installed
+    assert not build.role_packages(ROLE) - installed
     assert "linux-image-amd64" in installed
 
 
-def test_compute_qcow2_boots_through_uefi_and_the_agent_succeeds(compute_qcow2, tmp_path, doc_of):
-    doc = doc_of("cmp1")
+def test_qcow2_boots_through_uefi_and_the_agent_succeeds(role_qcow2, tmp_path, doc_of):
+    doc = doc_of(NODE)
     doc.setdefault("options", {})["stop_after"] = "config"  # no control plane here to register with
     seed.build_node(tmp_path / "seed", doc, ("nocloud-iso",))
     overlay = tmp_path / "disk.qcow2"
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(compute_qcow2), "-F", "qcow2",
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(role_qcow2), "-F", "qcow2",
                     str(overlay)], check=True)
     variables = tmp_path / "vars.fd"
     shutil.copy(OVMF_VARS, variables)
@@ -75,7 +80,7 @@ def test_compute_qcow2_boots_through_uefi_and_the_agent_succeeds(compute_qcow2, 
         tail = "\n".join(text.splitlines()[-80:])
         assert vm.poll() is None, f"QEMU exited ({vm.returncode}): {vm.stdout.read() if vm.stdout else ''}\n{tail}"
         assert SUCCESS in text, f"no success line on the serial console within the time limit:\n{tail}"
-        assert "node=cmp1 role=compute" in text
+        assert f"node={NODE} role={ROLE}" in text
         for value in doc["secrets"].values():
             assert str(value) not in text
     finally:
@@ -83,12 +88,12 @@ def test_compute_qcow2_boots_through_uefi_and_the_agent_succeeds(compute_qcow2, 
         vm.wait(timeout=30)
 
 
-def test_no_secret_or_private_key_in_the_disk(compute_qcow2, tmp_path, site_secrets):
+def test_no_secret_or_private_key_in_the_disk(role_qcow2, tmp_path, site_secrets):
     """Read the disk's root filesystem in userspace (qemu-img, sfdisk, debugfs: no mount) and scan it."""
     from tests import artifact_scan
 
     raw = tmp_path / "disk.raw"
-    subprocess.run(["qemu-img", "convert", "-O", "raw", str(compute_qcow2), str(raw)], check=True)
+    subprocess.run(["qemu-img", "convert", "-O", "raw", str(role_qcow2), str(raw)], check=True)
     table = json.loads(subprocess.run(["sfdisk", "--json", str(raw)], capture_output=True, text=True,
                                       check=True).stdout)["partitiontable"]
     root = next(p for p in table["partitions"] if p.get("name") == "root")
@@ -107,5 +112,5 @@ def test_no_secret_or_private_key_in_the_disk(compute_qcow2, tmp_path, site_secr
         if path.is_file() and not path.is_symlink() and path.stat().st_size <= 50 * 2**20:
             files += 1
             problems += artifact_scan.problems_in("/" + str(path.relative_to(tree)), path.read_bytes(), needles)
-    assert files > 10000 and (tree / "usr/bin/nova-compute").exists()
+    assert files > 10000 and (tree / "usr/bin" / DAEMON).exists()
     assert not problems, "\n".join(problems)
