@@ -47,7 +47,7 @@ def define_libvirt_secret(ctx: Context) -> None:
 
 class ComputeStep(JoinStep):
     name = "compute"
-    description = "start libvirt and nova-compute; wait until nova lists this hypervisor"
+    description = "start libvirt and nova-compute; wait until nova lists this hypervisor and neutron its agent"
     roles = _K
     after = ("network", "config")
     groups = ("libvirt", "nova")

@@ -53,7 +53,8 @@ def network_binaries(ctx: Context) -> tuple[str, ...]:
 
 class NetworkStep(JoinStep):
     name = "network"
-    description = "start Open vSwitch and the neutron agents; wait until neutron lists them alive"
+    description = ("start Open vSwitch and the neutron agents; wait until neutron lists them alive (on compute "
+                   "nodes the compute step waits, so the agent starts alongside nova-compute)")
     roles = frozenset({catalog.CONTROLLER, catalog.COMPUTE})
     after = ("services", "config")
     groups = ("openvswitch", "neutron-agents")
