@@ -2,9 +2,9 @@
 
 Each check finds or creates what it needs under fixed `goldstack-check-*` names, so `./gs lab check`
 can run again on the same lab. The OpenStack client runs on a controller (python3-openstackclient is in
-the controller image) with the admin credentials its agent wrote; Horizon is driven from this host by
-Debian's headless Chromium. `failover` is destructive (it kills the controller holding the VIP) and runs
-only when asked.
+the controller image; compose/osc.py keeps it running there) with the admin credentials its agent wrote;
+Horizon is driven from this host by Debian's headless Chromium. `failover` is destructive (it kills the
+controller holding the VIP) and runs only when asked.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import osc
 import testimage
 
 PREFIX = "goldstack-check"
@@ -56,6 +57,7 @@ class LabView:
     artifacts: Path
     compose: Callable[..., subprocess.CompletedProcess] | None = None  # runs a compose subcommand
     client: str = ""  # controller whose OpenStack client the checks use
+    clients: osc.Clients = field(default_factory=osc.Clients)
 
     def __post_init__(self) -> None:
         self.client = self.client or self.controllers()[0]
@@ -73,20 +75,26 @@ class LabView:
 
     def openstack(self, *args: str, node: str = "", json_out: bool = True, timeout: float = 180,
                   check: bool = True) -> Any:
+        """`openstack ARGS` on a controller (the client, unless `node`), through a runner kept there."""
         fmt = ["-f", "json"] if json_out else []
         try:
-            proc = self.exec(node or self.client, "sh", "-c", '. /root/admin-openrc && exec openstack "$@"',
-                             "openstack", *args, *fmt, timeout=timeout)
+            rc, out, err = self.clients.call(self.containers[node or self.client], [*args, *fmt], timeout)
         except subprocess.TimeoutExpired:
             if check:
                 raise CheckFailed(f"openstack {' '.join(args)}: no answer within {timeout:.0f}s") from None
             return None  # a caller polling (the VIP moving, say) asks again
-        out, err = proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
-        if proc.returncode != 0:
+        except osc.RunnerGone as gone:
+            if check:
+                raise CheckFailed(f"openstack {' '.join(args)}: {gone}") from None
+            return None
+        if rc != 0:
             if check:
                 raise CheckFailed(f"openstack {' '.join(args)}: {err.strip()[-800:]}")
             return None
         return json.loads(out) if json_out else out
+
+    def close(self) -> None:
+        self.clients.close()
 
 
 def poll(what: str, probe: Callable[[], Any], timeout: float, interval: float = 2) -> Any:

@@ -302,7 +302,10 @@ def cmd_check(lab: Lab, args: argparse.Namespace) -> int:
         if not args.json:
             print(f"{'PASS' if r.ok else 'FAIL'} {r.name:9} {r.seconds:6.1f}s  {r.detail}", flush=True)
 
-    results = checks.run(view, names, show)
+    try:
+        results = checks.run(view, names, show)
+    finally:
+        view.close()
     failed = [r.name for r in results if not r.ok]
     if args.json:
         print(json.dumps({"lab": lab.name, "results": [r.__dict__ for r in results]}, indent=2))

@@ -4,6 +4,8 @@ lists it (nova-compute up and its hypervisor discovered into a cell; cinder-volu
 
 from __future__ import annotations
 
+from typing import Any
+
 import requests
 
 from firstboot import catalog, keystone_api
@@ -11,12 +13,35 @@ from firstboot.document import Document
 from firstboot.render import api_url
 
 TIMEOUT = 30
+_SESSIONS: dict[tuple[str, str], keystone_api.Keystone] = {}
 
 
 def session(doc: Document, user: str) -> keystone_api.Keystone:
-    """A token of a service user (admin and service roles on the `service` project) through the VIP."""
-    return keystone_api.Keystone(api_url(doc, "keystone", "/v3"), str(doc.secrets[f"user_{user}"]),
-                                 project="service", user=user)
+    """A token of a service user (admin and service roles on the `service` project) through the VIP, kept
+    for the agent's later polls: each new token costs Keystone a password hash (~0.3 s of CPU)."""
+    key = _session_key(doc, user)
+    if key not in _SESSIONS:
+        _SESSIONS[key] = keystone_api.Keystone(key[0], str(doc.secrets[f"user_{user}"]), project="service",
+                                               user=user)
+    return _SESSIONS[key]
+
+
+def _session_key(doc: Document, user: str) -> tuple[str, str]:
+    return api_url(doc, "keystone", "/v3"), user
+
+
+def get(doc: Document, user: str, url: str, headers: dict[str, str] | None = None, **params: str
+        ) -> dict[str, Any]:
+    """GET a JSON document as `user`; a token the cloud no longer accepts is dropped and a new one asked for."""
+    for attempt in (1, 2):
+        response = requests.get(url, params=params, timeout=TIMEOUT,
+                                headers={"X-Auth-Token": session(doc, user).token, **(headers or {})})
+        if response.status_code == 401 and attempt == 1:
+            _SESSIONS.pop(_session_key(doc, user), None)
+            continue
+        response.raise_for_status()
+        return response.json()
+    raise AssertionError("unreachable")
 
 
 def control_plane_answers(doc: Document, user: str, apis: tuple[str, ...]) -> bool:
@@ -36,14 +61,12 @@ def control_plane_answers(doc: Document, user: str, apis: tuple[str, ...]) -> bo
 def compute_registered(doc: Document) -> tuple[bool, str]:
     """nova-compute of this host is up, and its hypervisor is listed (so it is mapped into a cell)."""
     host = doc.node.name
+    nova, version = api_url(doc, "nova", "/v2.1"), {"OpenStack-API-Version": "compute 2.53"}
     try:
-        ks = session(doc, "nova")
-        nova = api_url(doc, "nova", "/v2.1")
-        headers = {"X-Auth-Token": ks.token, "OpenStack-API-Version": "compute 2.53"}
-        services = requests.get(f"{nova}/os-services", params={"host": host, "binary": "nova-compute"},
-                                headers=headers, timeout=TIMEOUT).json().get("services", [])
-        hypervisors = requests.get(f"{nova}/os-hypervisors", params={"hypervisor_hostname_pattern": host},
-                                   headers=headers, timeout=TIMEOUT).json().get("hypervisors", [])
+        services = get(doc, "nova", f"{nova}/os-services", version, host=host,
+                       binary="nova-compute").get("services", [])
+        hypervisors = get(doc, "nova", f"{nova}/os-hypervisors", version,
+                          hypervisor_hostname_pattern=host).get("hypervisors", [])
     except (requests.RequestException, ValueError, KeyError):
         return False, "the compute API does not answer yet"
     if not any(s.get("state") == "up" for s in services):
@@ -57,11 +80,9 @@ def volume_registered(doc: Document, backend: str) -> tuple[bool, str]:
     """cinder-volume of this host (`HOST@BACKEND`) is enabled and up in the block-storage API."""
     host = f"{doc.node.name}@{backend}"
     try:
-        ks = session(doc, "cinder")
-        project = ks.token_body["project"]["id"]
-        services = requests.get(f"{api_url(doc, 'cinder', '/v3')}/{project}/os-services",
-                                params={"binary": "cinder-volume"}, timeout=TIMEOUT,
-                                headers={"X-Auth-Token": ks.token}).json()["services"]
+        project = session(doc, "cinder").token_body["project"]["id"]
+        services = get(doc, "cinder", f"{api_url(doc, 'cinder', '/v3')}/{project}/os-services",
+                       binary="cinder-volume")["services"]
     except (requests.RequestException, ValueError, KeyError):
         return False, "the block-storage API does not answer yet"
     mine = [s for s in services if s.get("host") == host]
@@ -70,14 +91,11 @@ def volume_registered(doc: Document, backend: str) -> tuple[bool, str]:
     return True, f"cinder-volume {host} up"
 
 
-
 def network_agents_alive(doc: Document, binaries: tuple[str, ...]) -> tuple[bool, str]:
     """Each of these neutron agents of this host reports itself alive to neutron-server."""
     host = doc.node.name
     try:
-        ks = session(doc, "neutron")
-        agents = requests.get(f"{api_url(doc, 'neutron', '/v2.0')}/agents", params={"host": host}, timeout=TIMEOUT,
-                              headers={"X-Auth-Token": ks.token}).json()["agents"]
+        agents = get(doc, "neutron", f"{api_url(doc, 'neutron', '/v2.0')}/agents", host=host)["agents"]
     except (requests.RequestException, ValueError, KeyError):
         return False, "the network API does not answer yet"
     alive = {a.get("binary") for a in agents if a.get("alive") and a.get("admin_state_up")}

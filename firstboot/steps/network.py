@@ -62,12 +62,14 @@ class NetworkStep(JoinStep):
     service_apis = ("neutron",)
     ready_what = "this node's neutron agents alive"
     ready_timeout = 600
+    # Where this step waits for the agents. On compute nodes the compute step, next, waits for both the agent
+    # and nova-compute, so the agent's first report overlaps nova-compute's start.
+    waits_for_agents_on = frozenset({catalog.CONTROLLER})
 
     def prepare(self, ctx: Context) -> None:
         start_switch(ctx)
 
     def registered(self, ctx: Context) -> tuple[bool, str]:
-        if ctx.doc.role == catalog.COMPUTE:
-            # The agent's first report overlaps nova-compute's start: the compute step, next, waits for both.
+        if ctx.doc.role not in self.waits_for_agents_on:
             return True, "the compute step waits until neutron lists the agent alive"
         return cloud.network_agents_alive(ctx.doc, network_binaries(ctx))
