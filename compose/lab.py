@@ -33,7 +33,7 @@ import yaml
 
 TOP = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(TOP))
-from firstboot import seed  # noqa: E402
+from firstboot import seed, state  # noqa: E402
 
 sys.path.insert(0, str(TOP / "compose"))
 import checks  # noqa: E402
@@ -135,10 +135,13 @@ def derive_inventory(controllers: int, management: str, provider: str) -> dict[s
 
 
 def agent_status(container: str) -> dict[str, Any] | None:
-    proc = subprocess.run(["docker", "exec", container, "goldstack-firstboot", "status", "--json"],
-                          capture_output=True, text=True, timeout=60)
+    """The agent's record (what `goldstack-firstboot status --json` prints), read from its state file: `up`
+    polls every node every few seconds, and starting the agent's Python for each read cost ~0.35 s of CPU
+    (a quarter of a core while the lab comes up); reading the file costs a seventh of that."""
+    proc = subprocess.run(["docker", "exec", container, "cat", state.DEFAULT_PATH], capture_output=True, text=True,
+                          timeout=60)
     try:
-        return json.loads(proc.stdout) if proc.returncode in (0, 1) and proc.stdout.strip() else None
+        return json.loads(proc.stdout) if proc.returncode == 0 and proc.stdout.strip() else None
     except json.JSONDecodeError:
         return None
 
@@ -216,7 +219,7 @@ def follow(lab: Lab, settings: dict[str, Any], names: list[str], timeout: float,
             return True
         if time.monotonic() - started > timeout:
             return False
-        time.sleep(3)
+        time.sleep(2)
 
 
 def rows(lab: Lab, settings: dict[str, Any],

@@ -1,9 +1,12 @@
-"""RabbitMQ facts and actions: cluster membership through rabbitmqctl, users through the management API."""
+"""RabbitMQ facts and actions: cluster membership and users through the management API, membership
+changes through rabbitmqctl.
+
+The agent polls membership every few seconds while controllers join; each `rabbitmqctl` call starts an
+Erlang VM (~1 s of CPU), which on a small host slowed the very joins it was waiting for. The management
+API answers the same question over HTTP."""
 
 from __future__ import annotations
 
-import json
-import subprocess
 from urllib.parse import quote
 
 import requests
@@ -20,22 +23,21 @@ def node_name(name: str) -> str:
     return f"rabbit@{name}"
 
 
-def cluster_status(node: str | None = None) -> dict | None:
-    """`rabbitmqctl cluster_status` of the local node (or `node`); None when it does not answer."""
-    cmd = ["rabbitmqctl", "-q", "--timeout", "15"]
-    if node:
-        cmd += ["-n", node]
+def cluster_status(doc: Document, name: str | None = None) -> dict | None:
+    """The cluster as the controller `name` (default: this node) sees it, from its management API, in the
+    shape of `rabbitmqctl cluster_status --formatter json`: {"running_nodes": [...], "disk_nodes": [...]}.
+    None when it does not answer (not started yet, starting, or paused in a minority)."""
+    address = doc.node.management if name is None else next(c.management for c in doc.controllers if c.name == name)
+    base, auth = _api(doc, address)
     try:
-        out = subprocess.run([*cmd, "cluster_status", "--formatter", "json"], capture_output=True, text=True,
-                             timeout=40)
-    except (subprocess.TimeoutExpired, FileNotFoundError):
+        response = requests.get(f"{base}/nodes", params={"columns": "name,running"}, auth=auth, timeout=5)
+        if response.status_code != 200:
+            return None
+        nodes = response.json()
+    except (requests.RequestException, ValueError):
         return None
-    if out.returncode != 0:
-        return None
-    try:
-        return json.loads(out.stdout)
-    except json.JSONDecodeError:
-        return None
+    return {"running_nodes": [n["name"] for n in nodes if n.get("running")],
+            "disk_nodes": [n["name"] for n in nodes]}
 
 
 def running_nodes(status: dict | None) -> list[str]:
@@ -52,9 +54,10 @@ def rabbitmqctl(*args: str, timeout: float = 120) -> None:
     proc.run(["rabbitmqctl", *args], timeout=timeout)
 
 
-def _api(doc: Document) -> tuple[str, tuple[str, str]]:
-    base = f"http://{doc.node.management}:{catalog.PORTS['rabbitmq-management']}/api"
-    return base, (ADMIN_USER, str(doc.secrets["rabbitmq_admin"]))
+def _api(doc: Document, address: str | None = None) -> tuple[str, tuple[str, str]]:
+    host = address or doc.node.management
+    host = f"[{host}]" if ":" in host else host
+    return f"http://{host}:{catalog.PORTS['rabbitmq-management']}/api", (ADMIN_USER, str(doc.secrets["rabbitmq_admin"]))
 
 
 def ensure_users(doc: Document) -> str:

@@ -38,7 +38,7 @@ class RabbitmqStep(Step):
     after = ("infra",)  # Galera (through the VIP) holds the run-once record of the users
 
     def _clustered(self, ctx: Context) -> bool:
-        running = rabbitmq.running_nodes(rabbitmq.cluster_status())
+        running = rabbitmq.running_nodes(rabbitmq.cluster_status(ctx.doc))
         return rabbitmq.node_name(ctx.doc.node.name) in running and \
             len(running) >= majority(len(ctx.doc.controllers))
 
@@ -55,7 +55,7 @@ class RabbitmqStep(Step):
             if time.monotonic() > deadline:
                 raise TimeoutError("RabbitMQ: no cluster with a majority of the controllers; see "
                                    "`rabbitmqctl cluster_status` and journalctl -u rabbitmq-server")
-            mine = rabbitmq.cluster_status()
+            mine = rabbitmq.cluster_status(ctx.doc)
             if rabbitmq.members(mine) == [me]:
                 self._join_if_alone(ctx, me)
             ctx.note(f"running nodes: {', '.join(rabbitmq.running_nodes(mine)) or 'none yet'}; waiting for a "
@@ -63,7 +63,7 @@ class RabbitmqStep(Step):
             time.sleep(POLL_SECONDS)
         proc.wait_for(lambda: rabbitmq.management_ready(ctx.doc), 120, "RabbitMQ management API", progress=ctx.note)
         run_phase(ctx, MESSAGING)
-        running = rabbitmq.running_nodes(rabbitmq.cluster_status())
+        running = rabbitmq.running_nodes(rabbitmq.cluster_status(ctx.doc))
         return f"cluster of {len(running)}: {', '.join(running)}"
 
     def _wait_for_predecessors_if_blank(self, ctx: Context, me: str) -> None:
@@ -74,10 +74,10 @@ class RabbitmqStep(Step):
         before = [rabbitmq.node_name(c.name) for c in ctx.doc.controllers if c.name < ctx.doc.node.name]
         if not before:
             return  # the first controller seeds a new cluster
-        peers = [rabbitmq.node_name(c.name) for c in ctx.doc.controllers if c.name != ctx.doc.node.name]
+        peers = [c.name for c in ctx.doc.controllers if c.name != ctx.doc.node.name]
 
         def predecessors_run() -> bool:
-            return any(set(before) <= set(rabbitmq.running_nodes(rabbitmq.cluster_status(p))) for p in peers)
+            return any(set(before) <= set(rabbitmq.running_nodes(rabbitmq.cluster_status(ctx.doc, p))) for p in peers)
 
         try:
             proc.wait_for(predecessors_run, BLANK_WAIT_SECONDS, f"{', '.join(before)} running, to join them",
@@ -91,7 +91,7 @@ class RabbitmqStep(Step):
             node = rabbitmq.node_name(peer.name)
             if node == me:
                 continue
-            theirs = rabbitmq.cluster_status(node)
+            theirs = rabbitmq.cluster_status(ctx.doc, peer.name)
             others = [n for n in rabbitmq.running_nodes(theirs) if n != me]
             if not others:
                 continue
