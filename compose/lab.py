@@ -202,14 +202,21 @@ def cmd_up(lab: Lab, args: argparse.Namespace) -> int:
 
 def follow(lab: Lab, settings: dict[str, Any], names: list[str], timeout: float, started: float) -> bool:
     """Print each node's step as it changes until every agent is done (agents retry failures by
-    themselves, so a failure is final only when the timeout passes)."""
+    themselves, so a failure is final only when the timeout passes). A record of a run that began before
+    its container started is the previous boot's: a node brought back with its volume says "done" until
+    its agent starts again."""
     last: dict[str, tuple[str, str]] = {}
+    booted: dict[str, float] = {}  # container id -> when it started (epoch)
     while True:
         done = 0
         containers = lab.containers()
         for name in names:
             container, running = containers.get(name, ("", False))
             status = agent_status(container) if running else None
+            if status and container not in booted:
+                booted[container] = container_started(container) or 0
+            if status and (status.get("agent", {}).get("started") or 0) < booted[container] - 1:
+                status = None
             state, step, detail = current_step(status)
             if (state, step) != last.get(name):
                 last[name] = (state, step)
