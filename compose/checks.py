@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import agents
 import osc
 import testimage
 
@@ -301,16 +302,13 @@ def check_failover(lab: LabView) -> tuple[str, dict]:
     answered_s = time.monotonic() - killed
     holder = vip_holder(lab)
     lab.compose("start", victim)
-    restarted, since = time.monotonic(), time.time()
+    restarted = time.monotonic()
     lab.containers[victim] = container  # `start` brings back the same container
+    booted = agents.container_started(container) or time.time()
 
     def rejoined() -> bool:
-        status = lab.exec(victim, "goldstack-firstboot", "status", "--json", timeout=60)
-        try:
-            agent = json.loads(status.stdout).get("agent", {})
-        except ValueError:
-            return False
-        if agent.get("status") != "done" or (agent.get("started") or 0) < since - 5:
+        status = agents.of_this_boot(agents.agent_status(container), booted)
+        if (status or {}).get("agent", {}).get("status") != "done":
             return False
         size = lab.exec(victim, "mariadb", "-N", "-B", "-e", "SHOW GLOBAL STATUS LIKE 'wsrep_cluster_size'",
                         timeout=60).stdout.decode().split()

@@ -33,11 +33,12 @@ import yaml
 
 TOP = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(TOP))
-from firstboot import seed, state  # noqa: E402
+from firstboot import seed  # noqa: E402
 
 sys.path.insert(0, str(TOP / "compose"))
 import checks  # noqa: E402
 import timeline  # noqa: E402
+from agents import agent_status, container_started, of_this_boot  # noqa: E402
 
 COMPOSE_FILE = TOP / "compose" / "docker-compose.yml"
 INVENTORY = TOP / "compose" / "lab-inventory.yaml"
@@ -134,18 +135,6 @@ def derive_inventory(controllers: int, management: str, provider: str) -> dict[s
     return inventory
 
 
-def agent_status(container: str) -> dict[str, Any] | None:
-    """The agent's record (what `goldstack-firstboot status --json` prints), read from its state file: `up`
-    polls every node every few seconds, and starting the agent's Python for each read cost ~0.35 s of CPU
-    (a quarter of a core while the lab comes up); reading the file costs a seventh of that."""
-    proc = subprocess.run(["docker", "exec", container, "cat", state.DEFAULT_PATH], capture_output=True, text=True,
-                          timeout=60)
-    try:
-        return json.loads(proc.stdout) if proc.returncode == 0 and proc.stdout.strip() else None
-    except json.JSONDecodeError:
-        return None
-
-
 def current_step(status: dict[str, Any] | None) -> tuple[str, str, str]:
     """(agent status, the step running or last failed, its detail) from `status --json`."""
     if not status:
@@ -202,9 +191,8 @@ def cmd_up(lab: Lab, args: argparse.Namespace) -> int:
 
 def follow(lab: Lab, settings: dict[str, Any], names: list[str], timeout: float, started: float) -> bool:
     """Print each node's step as it changes until every agent is done (agents retry failures by
-    themselves, so a failure is final only when the timeout passes). A record of a run that began before
-    its container started is the previous boot's: a node brought back with its volume says "done" until
-    its agent starts again."""
+    themselves, so a failure is final only when the timeout passes); records of a previous boot count as
+    not started (agents.of_this_boot)."""
     last: dict[str, tuple[str, str]] = {}
     booted: dict[str, float] = {}  # container id -> when it started (epoch)
     while True:
@@ -215,8 +203,7 @@ def follow(lab: Lab, settings: dict[str, Any], names: list[str], timeout: float,
             status = agent_status(container) if running else None
             if status and container not in booted:
                 booted[container] = container_started(container) or 0
-            if status and (status.get("agent", {}).get("started") or 0) < booted[container] - 1:
-                status = None
+            status = of_this_boot(status, booted.get(container, 0))
             state, step, detail = current_step(status)
             if (state, step) != last.get(name):
                 last[name] = (state, step)
@@ -323,12 +310,6 @@ def cmd_check(lab: Lab, args: argparse.Namespace) -> int:
         print(f"lab {lab.name}: {len(results) - len(failed)}/{len(results)} checks passed"
               + (f"; failed: {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0
-
-
-def container_started(container: str) -> float | None:
-    proc = subprocess.run(["docker", "inspect", "-f", "{{.State.StartedAt}}", container], capture_output=True,
-                          text=True, timeout=60)
-    return timeline.parse_time(proc.stdout.strip()) if proc.returncode == 0 and proc.stdout.strip() else None
 
 
 def cmd_timeline(lab: Lab, args: argparse.Namespace) -> int:
