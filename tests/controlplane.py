@@ -138,14 +138,38 @@ class Lab:
         return json.loads(self.exec(name, "goldstack-firstboot", "tasks", "--history", "--json").stdout)
 
     def diagnostics(self) -> str:
-        parts = []
+        """Every node's agent status, journal ends and service logs; whole journals go to
+        build/test-artifacts/. A one-line summary per node comes last, where a cut-off log still shows it."""
+        parts, summary = [], []
+        kept = ARTIFACTS / f"cluster-{self.suffix}-{time.strftime('%H%M%S')}"
+        kept.mkdir(parents=True, exist_ok=True)
         for name, container in self.containers.items():
             parts.append(f"===== {name}\n{dockerlab.diagnostics(container)}")
             for cmd in DIAGNOSTICS[self.role(name)]:
                 cmd = [c.replace("{ip}", self.ip(name)) for c in cmd]
                 proc = docker("exec", container, *cmd, check=False)
                 parts.append(f"$ {' '.join(cmd)}\n{proc.stdout[-3000:]}{proc.stderr[-1000:]}")
-        return "\n".join(parts)
+            journal = docker("exec", container, "journalctl", "--no-pager", "-o", "short-iso", check=False).stdout
+            (kept / f"{name}.journal").write_text(journal)
+            summary.append(f"{name}: {node_summary(container, self.role(name))}")
+        return "\n".join([*parts, f"===== summary (whole journals in {kept})", *summary])
+
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "build" / "test-artifacts"
+SUMMARY_UNITS = {"controller": ("mariadb", "rabbitmq-server", "haproxy"), "compute": ("nova-compute",),
+                 "storage": ("cinder-volume",)}
+
+
+def node_summary(container: str, role: str) -> str:
+    """Agent status and step, and its role's key units' states, in one line."""
+    status = dockerlab.agent_status(container) or {}
+    agent, steps = status.get("agent", {}), status.get("steps", {})
+    current = next((n for n in agent.get("plan") or steps if steps.get(n, {}).get("status") != "done"), "-")
+    detail = steps.get(current, {}).get("error") or steps.get(current, {}).get("detail") or ""
+    units = SUMMARY_UNITS[role]
+    states = docker("exec", container, "systemctl", "is-active", *units, check=False).stdout.split()
+    return (f"agent {agent.get('status', '?')} at {current} ({detail[:160]}); "
+            + ", ".join(f"{u} {s}" for u, s in zip(units, states, strict=False)))
 
 
 # What a failure message shows of each node beyond the agent status and journal, per role.

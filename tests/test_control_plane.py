@@ -84,6 +84,7 @@ def test_agent_killed_during_db_syncs_is_taken_over_and_nothing_runs_twice(built
             token(f"http://{lab.ip(name)}:5000", password)
 
 
+@pytest.mark.sequence
 def test_three_controllers_started_together_form_one_control_plane(lab):
     assert_cluster_whole(lab)
     assert_tasks_ran_once(lab, "ctl2")
@@ -126,6 +127,7 @@ def row_count(lab: Lab, name: str, tag: str) -> int:
     return int(out.stdout.split()[-1])
 
 
+@pytest.mark.sequence
 def test_full_power_loss_recovers_without_an_operator(lab):
     write_rows(lab, 60, "before-power-loss")
     for name in NAMES:  # SIGKILL to every container's PID 1: no clean shutdown anywhere
@@ -142,6 +144,7 @@ def test_full_power_loss_recovers_without_an_operator(lab):
     token(f"http://{lab.vip}:5000", admin_password(lab))
 
 
+@pytest.mark.sequence
 def test_isolated_controller_refuses_writes_and_rejoins(lab):
     victim = "ctl3"
     controlplane.docker("network", "disconnect", lab.net, lab.containers[victim])
@@ -162,6 +165,7 @@ def test_isolated_controller_refuses_writes_and_rejoins(lab):
     assert_cluster_whole(lab)
 
 
+@pytest.mark.sequence
 def test_wiped_controller_rejoins_under_its_name(lab):
     since = time.time()
     lab.start("ctl2")  # removes the container and its data, then starts the image afresh
@@ -171,6 +175,7 @@ def test_wiped_controller_rejoins_under_its_name(lab):
     token(f"http://{lab.ip('ctl2')}:5000", admin_password(lab))
 
 
+@pytest.mark.sequence
 def test_compute_node_registers_and_is_discovered_without_an_operator(lab):
     since = time.time()
     lab.start("cmp1")

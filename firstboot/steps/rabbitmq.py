@@ -8,7 +8,10 @@ one). So the first controller by name seeds a new cluster: it lists only itself 
 run (at most BLANK_WAIT_SECONDS), then discovers them and joins: one blank node joins at a time.
 Should a blank node still end up alone while a peer runs a cluster (a controller re-created under its
 old name, which the others still list), the step resets it, has the peer forget the former node if
-needed, and joins. After a power loss, nodes just start: each waits for the peers it last ran with.
+needed, and joins. After a power loss, nodes just start: each waits for the peers it last ran with, for
+five minutes a try (then systemd starts it again). So a node that ran before starts RabbitMQ early
+(rabbitmq-boot, right after config): the peers' wait must not last as long as this node's Galera
+recovery, and a controller held up there must not stop the others' RabbitMQ.
 Partition handling is pause_minority (rabbitmq.conf).
 """
 
@@ -19,7 +22,7 @@ import time
 from firstboot import catalog, proc, rabbitmq
 from firstboot.steps.base import Context, Step
 from firstboot.steps.runonce import run_phase
-from firstboot.steps.units import all_active, start_units
+from firstboot.steps.units import all_active, start_units, units_for
 from firstboot.tasks import MESSAGING
 
 POLL_SECONDS = 3
@@ -29,6 +32,29 @@ MNESIA = "/var/lib/rabbitmq/mnesia"
 
 def majority(count: int) -> int:
     return count // 2 + 1
+
+
+def has_run_before(ctx: Context) -> bool:
+    return ctx.path(f"{MNESIA}/{rabbitmq.node_name(ctx.doc.node.name)}").exists()
+
+
+class RabbitmqBootStep(Step):
+    name = "rabbitmq-boot"
+    description = "start RabbitMQ at once on a node that ran before (it waits for the peers it last ran with)"
+    roles = frozenset({catalog.CONTROLLER})
+    after = ("config",)
+
+    def done(self, ctx: Context) -> bool:
+        # A blank node has nothing to do here: the rabbitmq step starts it in its turn.
+        if not has_run_before(ctx):
+            return True
+        pending = "rabbitmq" in ctx.state.data["agent"].get("restart_pending", [])
+        return not pending and all(proc.unit_state(u) in ("active", "activating", "reloading")
+                                   for u in units_for(ctx, ("rabbitmq",)))
+
+    def run(self, ctx: Context) -> str:
+        start_units(ctx, ("rabbitmq",), block=False)
+        return "rabbitmq-server starting; it waits for the peers it last ran with"
 
 
 class RabbitmqStep(Step):
@@ -69,7 +95,7 @@ class RabbitmqStep(Step):
     def _wait_for_predecessors_if_blank(self, ctx: Context, me: str) -> None:
         """A blank node starts only once every controller before it (by name) runs in the cluster: one
         blank node discovers and joins at a time."""
-        if ctx.path(f"{MNESIA}/{me}").exists():
+        if has_run_before(ctx):
             return  # a node with data waits for the peers it last ran with by itself
         before = [rabbitmq.node_name(c.name) for c in ctx.doc.controllers if c.name < ctx.doc.node.name]
         if not before:

@@ -19,9 +19,10 @@ def units_for(ctx: Context, groups: tuple[str, ...]) -> list[str]:
     return [u for g in groups for u in catalog.units_of(g, ctx.doc.role)]
 
 
-def start_units(ctx: Context, groups: tuple[str, ...], enable: bool = False) -> list[str]:
+def start_units(ctx: Context, groups: tuple[str, ...], enable: bool = False, block: bool = True) -> list[str]:
     """Start (or restart, when their config changed) the units of these service groups, together: systemd
-    runs the jobs in parallel, so one daemon's imports overlap another's wait for its database."""
+    runs the jobs in parallel, so one daemon's imports overlap another's wait for its database. With
+    block=False the jobs are only queued."""
     pending = set(ctx.state.data["agent"].get("restart_pending", []))
     verbs: dict[str, list[str]] = {"start": [], "restart": []}
     for group in groups:
@@ -37,7 +38,10 @@ def start_units(ctx: Context, groups: tuple[str, ...], enable: bool = False) -> 
     for verb, units in verbs.items():
         if units:
             ctx.note(f"{verb}ing {', '.join(units)}")
-            start_together(units, verb)
+            if block:
+                start_together(units, verb)
+            else:
+                proc.systemctl(verb, "--no-block", *units)
     ctx.state.data["agent"]["restart_pending"] = sorted(pending)
     ctx.state.save()
     return verbs["start"] + verbs["restart"]
