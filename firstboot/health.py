@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -53,8 +54,17 @@ def make_handler(node: str, root: Path) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+class HealthServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        # HAProxy's check hangs up once it has the status line: a reset while the body is written is
+        # the normal end of a check, not worth a traceback in the journal every two seconds.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 def serve(bind: str, port: int, node: str, root: Path = Path("/")) -> None:
-    server = ThreadingHTTPServer((bind, port), make_handler(node, root))
-    server.daemon_threads = True
+    server = HealthServer((bind, port), make_handler(node, root))
     log.info("galera health endpoint for %s on %s:%d", node, bind, port)
     server.serve_forever()

@@ -53,6 +53,13 @@ def _hostport(address: str, port: int) -> str:
     return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
 
 
+# PyMySQL waits for the server with no limit of its own. A connection whose HAProxy died with its
+# controller (the VIP moved on) then holds its worker forever, and keystone's cache lock with it: every
+# token request behind that lock hung until the dead controller came back. No API answer may take longer
+# than HAProxy's 90 s anyway; a database sync with longer single statements needs this raised (overrides).
+DB_IO_TIMEOUT_S = 90
+
+
 def api_url(doc: Document, api: str, suffix: str = "", address: str | None = None) -> str:
     """An API's URL through the VIP (what the catalog and every client use), or on one node's address."""
     return f"http://{_hostport(address or doc.vip, catalog.PORTS[api])}{suffix}"
@@ -72,7 +79,8 @@ def build_context(doc: Document, facts: Facts) -> dict[str, Any]:
     def db_url(database: str, user: str | None = None) -> str:
         user = user or database
         password = quote(str(sec[f"db_{user}"]), safe="")
-        return f"mysql+pymysql://{user}:{password}@{_hostport(vip, ports['mysql'])}/{database}?charset=utf8mb4"
+        return (f"mysql+pymysql://{user}:{password}@{_hostport(vip, ports['mysql'])}/{database}"
+                f"?charset=utf8mb4&read_timeout={DB_IO_TIMEOUT_S}&write_timeout={DB_IO_TIMEOUT_S}")
 
     rabbit_password = quote(str(sec["rabbitmq_openstack"]), safe="")
     transport_url = "rabbit://" + ",".join(

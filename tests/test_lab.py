@@ -32,6 +32,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.lab, pytest.mark.timeout(3000)]
 TOP = Path(__file__).resolve().parent.parent
 LAB = [sys.executable, str(TOP / "compose" / "lab.py")]
 ARTIFACTS = TOP / "build" / "test-artifacts"
+KEEPALIVE_CONF = TOP / "elements/goldstack-agent/static/etc/sysctl.d/60-goldstack-tcp-keepalive.conf"
 NODES = {"ctl1", "ctl2", "ctl3", "cmp1", "sto1"}
 
 
@@ -68,8 +69,11 @@ def test_compose_file_is_valid_for_compose_v1():
     assert proc.returncode == 0, proc.stderr
     services = yaml.safe_load(proc.stdout)["services"]
     assert set(services) == {"ctl1", "ctl2", "ctl3", "cmp1", "sto1"}
+    keepalive = dict(line.replace(" ", "").split("=") for line in KEEPALIVE_CONF.read_text().splitlines()
+                     if line and not line.startswith("#"))
     for name, service in services.items():
         assert "/etc/goldstack/node.yaml" in " ".join(map(str, service["volumes"])), name
+        assert {k: str(v) for k, v in service["sysctls"].items()} == keepalive, name  # the VMs' values too
 
 
 def test_lab_commands_refuse_bad_input_clearly():
@@ -92,18 +96,22 @@ def ha_lab(built_images):
         lab("--name", name, "destroy")
 
 
-def keep_evidence(name: str) -> None:
-    """Status, each node's journal and the lab's artifacts (screenshot, timeline) into build/test-artifacts;
-    the status and the journals' ends are printed too (pytest shows them when a test failed)."""
+def keep_evidence(name: str, moment: str = "end") -> None:
+    """Status, each node's journal and the lab's artifacts (screenshot, timeline) into build/test-artifacts,
+    named for the `moment` they were taken; the status and the journals' ends are printed too (pytest
+    shows them when a test failed)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     status = lab("--name", name, "status", "--json")
-    (ARTIFACTS / "lab-status.json").write_text(status.stdout)
+    (ARTIFACTS / f"lab-status-{moment}.json").write_text(status.stdout)
     print(status.stdout[-20000:])
     for node in sorted(NODES):
         container = container_of(name, node)
         if container:
             journal = docker("exec", container, "journalctl", "--no-pager", "-o", "short-iso", check=False).stdout
-            (ARTIFACTS / f"lab-{node}.journal").write_text(journal)
+            (ARTIFACTS / f"lab-{node}-{moment}.journal").write_text(journal)
+            # The OpenStack services log to files, not the journal: each one's last lines.
+            logs = docker("exec", container, "sh", "-c", "tail -n 300 /var/log/*/*.log", check=False).stdout
+            (ARTIFACTS / f"lab-{node}-{moment}.logs").write_text(logs)
             print(f"===== {node} journal (end)\n{journal[-4000:]}")
     for kept in (TOP / "build" / "lab" / name / "artifacts").glob("*"):
         shutil.copy(kept, ARTIFACTS / kept.name)
@@ -158,6 +166,8 @@ def test_the_vip_answers_while_a_controller_is_killed_and_it_rejoins(ha_lab):
     name, _, _ = ha_lab
     proc = lab("--name", name, "check", "--only", "failover", "--json", timeout=1800)
     result = json.loads(proc.stdout)["results"][0]
+    if not result["ok"]:  # the journals now, before later tests restart the nodes
+        keep_evidence(name, "failover")
     assert proc.returncode == 0 and result["ok"], result["detail"]
     assert result["data"]["vip_moved_to"] not in (None, result["data"]["victim"]), result["data"]
     nodes = {n["node"]: n for n in status_of(name)["nodes"]}

@@ -208,3 +208,16 @@ def test_render_cli_preview(doc_of, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert (out / "etc/ceph/ceph.conf").is_file()
     assert "0600 root:root" in proc.stdout and Path(out / "etc/cinder/cinder.conf").stat().st_mode & 0o777 == 0o640
+
+
+@pytest.mark.parametrize("name", ["ctl1", "cmp1", "sto1"])
+def test_every_database_connection_gives_up_on_a_silent_server(doc_of, name):
+    """A connection through a dead HAProxy must end, not hold its worker (and keystone's cache lock) forever."""
+    limit = f"read_timeout={render.DB_IO_TIMEOUT_S}&write_timeout={render.DB_IO_TIMEOUT_S}"
+    connections = [(path, section) for path, f in tree_of(doc_of(name)).items()
+                   if path.startswith(("/etc/keystone", "/etc/glance", "/etc/placement", "/etc/nova", "/etc/neutron",
+                                       "/etc/cinder")) and path.endswith(".conf")
+                   for section in ini(f).values() if section.get("connection", "").startswith("mysql")]
+    for path, section in connections:
+        assert limit in section["connection"], (path, section.name)
+    assert len(connections) >= {"ctl1": 6, "cmp1": 0, "sto1": 1}[name], connections
