@@ -106,6 +106,9 @@ case "$cmd" in
     exec "$VENV/bin/python" -m pytest "$@" ;;
   bench)
     ensure_venv
+    ensure_docker
+    ensure_image_tools
+    ensure_debs docker-compose chromium chromium-driver
     mkdir -p bench/results
     for b in bench/*.py; do log "bench $b"; "$VENV/bin/python" "$b" --out "bench/results/$(basename "$b" .py).json"; done ;;
   help|-h|--help) usage ;;

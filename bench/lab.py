@@ -52,6 +52,8 @@ def one(controllers: int, tag: str, timeout: float) -> dict[str, object]:
     busy = cpu_busy_s() - busy_before
     used_gb = round((before - mem_available_kb()) / 1048576, 2)
     print(up.stdout[-3000:], flush=True)
+    if up.returncode != 0:
+        print(up.stderr[-3000:], file=sys.stderr, flush=True)
     status = json.loads(subprocess.run([*LAB, "--name", name, "status", "--json"], capture_output=True,
                                        text=True).stdout or "{}")
     checks: list[dict] = []
@@ -74,7 +76,8 @@ def one(controllers: int, tag: str, timeout: float) -> dict[str, object]:
             "up_cpu_utilization": round(busy / (elapsed * (os.cpu_count() or 1)), 3),
             "checks_green_s": green_s, "memory_gb": used_gb,
             "memory_peak_during_checks_gb": round((before - lowest) / 1048576, 2),
-            "checks": {c["name"]: {"ok": c["ok"], "seconds": c["seconds"], "detail": c["detail"]} for c in checks},
+            "checks": {c["name"]: {"ok": c["ok"], "seconds": c["seconds"], "detail": c["detail"],
+                       **({"data": c["data"]} if c.get("data") else {})} for c in checks},
             "step_seconds": {n["node"]: {s: r.get("seconds") for s, r in n["steps"].items()}
                              for n in status.get("nodes", [])}}
 

@@ -352,14 +352,15 @@ def check_failover(lab: LabView) -> tuple[str, dict]:
     survivors = [c for c in lab.controllers() if c != victim]
     lab.client = survivors[0]
     container = lab.containers[victim]
-    last_error = ""
+    errors: list[str] = []  # what the API said while it did not answer, in order, each once
 
     def answers() -> bool:
-        nonlocal last_error
         try:
             return bool(lab.openstack("token", "issue", timeout=60) and lab.openstack("image", "list", timeout=60))
         except CheckFailed as error:
-            last_error = str(error)[-300:]
+            seen = f"{time.monotonic() - killed:.0f}s: {str(error)[-300:]}"
+            if not errors or errors[-1].split(": ", 1)[1] != seen.split(": ", 1)[1]:
+                errors.append(seen)
             return False
 
     lab.compose("kill", victim)
@@ -369,7 +370,7 @@ def check_failover(lab: LabView) -> tuple[str, dict]:
         answered_s = time.monotonic() - killed
         holder = vip_holder(lab)
     except CheckFailed as error:
-        raise CheckFailed(f"{error} (last answer: {last_error or 'none'}; "
+        raise CheckFailed(f"{error} (last answer: {errors[-1] if errors else 'none'}; "
                           f"{cluster_picture(lab, survivors)})") from None
     finally:  # the lab gets its controller back whatever happened
         lab.compose("start", victim)
@@ -388,7 +389,7 @@ def check_failover(lab: LabView) -> tuple[str, dict]:
     return (f"{victim} (VIP holder) killed: API answered through the VIP (now on {holder}) after "
             f"{answered_s:.0f}s; restarted, rejoined after {rejoined_s:.0f}s"), \
         {"victim": victim, "vip_moved_to": holder, "answered_s": round(answered_s, 1),
-         "rejoined_s": round(rejoined_s, 1)}
+         "rejoined_s": round(rejoined_s, 1), "errors_while_waiting": errors[-5:]}
 
 
 CHECKS: dict[str, Callable[[LabView], tuple[str, dict]]] = {
@@ -401,7 +402,7 @@ DESTRUCTIVE = {"failover": check_failover}
 # What a check uses that other checks make: it starts once those (when selected) have finished. The others
 # run together (they read, or make their own resources). `failover` kills a controller: alone, last.
 NEEDS: dict[str, tuple[str, ...]] = {"server": ("image", "network", "volume"), "failover": tuple(CHECKS)}
-PARALLEL = 4
+PARALLEL = 6
 
 
 def run_one(lab: LabView, name: str) -> Result:

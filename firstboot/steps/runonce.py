@@ -14,7 +14,6 @@ from firstboot import catalog, mysql, runonce, tasks
 from firstboot.logsetup import REDACT
 from firstboot.steps.base import Context, Step
 
-WORKERS = 3
 ATTEMPTS = 3  # per task and run; services just started can refuse a first request
 RETRY_SECONDS = 5
 
@@ -65,7 +64,10 @@ def run_phase(ctx: Context, phase: str, check_only: bool = False) -> bool:
         ctx.state.save()
         return outcome
 
-    with ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix=f"runonce-{phase}") as pool:
+    # Every task starts as soon as its dependencies are done: a slot limit made chains wait behind
+    # independent tasks (nova's five-command chain queued behind the other services' syncs), and a task
+    # another controller runs holds a slot here only to wait.
+    with ThreadPoolExecutor(max_workers=len(todo), thread_name_prefix=f"runonce-{phase}") as pool:
         futures: dict[Future, str] = {}
         while len(finished) < len(todo):
             started = set(futures.values())

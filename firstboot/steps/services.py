@@ -12,10 +12,11 @@ from firstboot.steps.units import UnitsStep, start_unit, start_units
 _C = frozenset({catalog.CONTROLLER})
 
 
-def api_answers(ctx: Context, api: catalog.Api) -> bool:
-    """The API answers its HAProxy check path on this node's own address."""
+def api_answers(ctx: Context, api: catalog.Api, through_vip: bool = False) -> bool:
+    """The API answers its HAProxy check path on this node's own address (or through the VIP)."""
+    address = None if through_vip else ctx.doc.node.management
     try:
-        response = requests.get(api_url(ctx.doc, api.name, api.check_path, address=ctx.doc.node.management),
+        response = requests.get(api_url(ctx.doc, api.name, api.check_path, address=address),
                                 timeout=5, allow_redirects=False)
     except requests.RequestException:
         return False
@@ -86,7 +87,7 @@ class ImageStoreStep(UnitsStep):
     up without the storage tier, and glance follows as soon as the storage nodes have made the pools."""
 
     name = "image-store"
-    description = "start glance-api once its image store is reachable; wait for its API"
+    description = "start glance-api once its image store is reachable; wait for its API here and through the VIP"
     roles = _C
     after = ("network", "services")
     groups = ("glance",)
@@ -95,6 +96,11 @@ class ImageStoreStep(UnitsStep):
 
     def ready(self, ctx: Context) -> bool:
         return api_answers(ctx, GLANCE_API)
+
+    def done(self, ctx: Context) -> bool:
+        # The controller's last step: when it is done, a user's first `openstack image create` through the
+        # VIP works (HAProxy has seen glance answer), not only glance on this node.
+        return super().done(ctx) and api_answers(ctx, GLANCE_API, through_vip=True)
 
     def run(self, ctx: Context) -> str:
         if catalog.ceph_enabled(ctx.doc):
@@ -109,4 +115,6 @@ class ImageStoreStep(UnitsStep):
             for unit in catalog.units_of("glance", ctx.doc.role):
                 start_unit(unit, "restart")
             proc.wait_for(lambda: self.ready(ctx), self.ready_timeout, self.ready_what, progress=ctx.note)
+        proc.wait_for(lambda: api_answers(ctx, GLANCE_API, through_vip=True), self.ready_timeout,
+                      "glance answers through the VIP", interval=0.5)
         return f"started {', '.join(touched)}" if touched else "already running"

@@ -132,7 +132,7 @@ class JoinStep(UnitsStep):
         apis = ", ".join(("keystone", *self.service_apis))
         proc.wait_for(lambda: cloud.control_plane_answers(ctx.doc, self.service_user, self.service_apis),
                       ctx.doc.options["cluster_wait_seconds"], f"the control plane ({apis} through the VIP)",
-                      interval=5, progress=ctx.note)
+                      interval=2, progress=ctx.note)
         self.prepare(ctx)
         detail = super().run(ctx)
         return f"{detail}; {self.registered(ctx)[1]}"

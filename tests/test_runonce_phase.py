@@ -1,0 +1,83 @@
+"""Scheduling of a run-once phase (firstboot.steps.runonce.run_phase), with the cluster-wide claim faked:
+which tasks run when is pure logic; claiming through Galera is covered by the cluster tests."""
+
+from __future__ import annotations
+
+import threading
+from types import SimpleNamespace
+
+import pytest
+
+from firstboot import runonce, tasks
+from firstboot.steps import runonce as runonce_step
+
+WAIT_S = 10
+
+
+def fake_context() -> SimpleNamespace:
+    state = SimpleNamespace(data={"agent": {}}, save=lambda: None)
+    doc = SimpleNamespace(options={"cluster_wait_seconds": 60}, node=SimpleNamespace(name="ctl1"))
+    return SimpleNamespace(doc=doc, state=state, note=lambda message: None)
+
+
+@pytest.fixture
+def phase_of(monkeypatch):
+    """Run a phase made of the given tasks; run_once does the work in place (this node claims everything)."""
+    def run(todo: list[tasks.Task]) -> None:
+        monkeypatch.setattr(tasks, "phase", lambda name: todo)
+        monkeypatch.setattr(tasks, "package_version", lambda package: package)
+        monkeypatch.setattr(runonce, "ensure_schema", lambda: None)
+        monkeypatch.setattr(runonce_step, "ATTEMPTS", 1)  # a failed task fails the phase at once
+
+        def run_once(task, owner, version, work, progress=None, timeout=0, before_retry=None):
+            work()
+            return runonce.Outcome(task, True, owner, 0.0, 0.0)
+
+        monkeypatch.setattr(runonce, "run_once", run_once)
+        assert runonce_step.run_phase(fake_context(), "test")
+    return run
+
+
+def test_a_chain_does_not_queue_behind_independent_tasks(phase_of):
+    """The second link of a chain starts while every independent task of the first wave still runs; with a
+    per-node slot limit smaller than the first wave it would wait for one of them (and here, deadlock)."""
+    chain_second_started = threading.Event()
+    log: list[str] = []
+
+    def independent(name: str):
+        def action(doc) -> str:
+            log.append(name)
+            if not chain_second_started.wait(WAIT_S):
+                raise AssertionError(f"{name}: the chain's second task never started while this one ran")
+            return name
+        return action
+
+    def second(doc) -> str:
+        chain_second_started.set()
+        return "second"
+
+    wave = [tasks.Task(f"sync-{i}", "test", f"pkg-{i}", independent(f"sync-{i}")) for i in range(5)]
+    chain = [tasks.Task("chain-1", "test", "pkg-c", lambda doc: "first"),
+             tasks.Task("chain-2", "test", "pkg-c", second, ("chain-1",))]
+    phase_of(wave + chain)
+    assert sorted(log) == [t.name for t in wave]
+    assert chain_second_started.is_set()
+
+
+def test_a_task_never_starts_before_what_it_follows(phase_of):
+    finished: set[str] = set()
+    lock = threading.Lock()
+
+    def step(name: str, needs: tuple[str, ...]):
+        def action(doc) -> str:
+            with lock:
+                missing = [n for n in needs if n not in finished]
+            assert not missing, f"{name} started before {missing} finished"
+            with lock:
+                finished.add(name)
+            return name
+        return action
+
+    shape = {"a": (), "b": ("a",), "c": ("a",), "d": ("b", "c"), "e": ()}
+    phase_of([tasks.Task(n, "test", "pkg", step(n, needs), needs) for n, needs in shape.items()])
+    assert finished == set(shape)
