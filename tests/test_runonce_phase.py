@@ -3,6 +3,7 @@ which tasks run when is pure logic; claiming through Galera is covered by the cl
 
 from __future__ import annotations
 
+import os
 import threading
 from types import SimpleNamespace
 
@@ -81,3 +82,31 @@ def test_a_task_never_starts_before_what_it_follows(phase_of):
     shape = {"a": (), "b": ("a",), "c": ("a",), "d": ("b", "c"), "e": ()}
     phase_of([tasks.Task(n, "test", "pkg", step(n, needs), needs) for n, needs in shape.items()])
     assert finished == set(shape)
+
+
+def test_the_database_phase_s_longest_chain_is_nova_s():
+    todo = {t.name: t for t in tasks.phase(tasks.DATABASE)}
+    assert runonce_step.longest_chain(todo) == {"databases", "nova-api-db-sync", "nova-map-cell0",
+                                                "nova-create-cell1", "nova-db-sync"}
+
+
+def test_tasks_off_the_longest_chain_run_nicer(phase_of):
+    """Their commands inherit the thread's nice value, so the chain the phase waits for gets the CPU first;
+    chains of equal length all count as longest."""
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    seen: dict[str, int] = {}
+
+    def record(name: str):
+        def action(doc) -> str:
+            seen[name] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+            return name
+        return action
+
+    shape = {"a": (), "b": ("a",), "c": ("b",), "d": (), "e": ("d",), "f": ("d",), "g": ("e",)}
+    phase_of([tasks.Task(n, "test", "pkg", record(n), needs) for n, needs in shape.items()])
+    slack = {n for n in shape if n not in "abcdeg"}
+    assert runonce_step.longest_chain({n: tasks.Task(n, "t", "p", record(n), d) for n, d in shape.items()}) \
+        == set("abcdeg")
+    assert all(seen[n] >= base + runonce_step.SLACK_NICE for n in slack), seen
+    if os.geteuid() == 0:  # only root can give a pool thread its priority back for the next task
+        assert all(seen[n] == base for n in set(shape) - slack), seen

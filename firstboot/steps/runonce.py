@@ -6,9 +6,12 @@ meanwhile take the other tasks that are ready, so the work spreads over the cont
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager, suppress
 
 from firstboot import catalog, mysql, runonce, tasks
 from firstboot.logsetup import REDACT
@@ -16,6 +19,38 @@ from firstboot.steps.base import Context, Step
 
 ATTEMPTS = 3  # per task and run; services just started can refuse a first request
 RETRY_SECONDS = 5
+SLACK_NICE = 10  # the priority of tasks off the phase's longest chain (children inherit a thread's nice)
+
+
+def longest_chain(todo: dict[str, tasks.Task]) -> set[str]:
+    """The tasks on the phase's longest chains of dependencies: the phase cannot end before they do, while
+    every other task has time to spare."""
+    best: dict[str, list[str]] = {}
+
+    def chain_to(name: str) -> list[str]:
+        if name not in best:
+            before = [chain_to(a) for a in todo[name].after if a in todo]
+            best[name] = [*max(before, key=len, default=[]), name]
+        return best[name]
+
+    chains = [chain_to(n) for n in todo]
+    longest = max(map(len, chains), default=0)
+    return {name for chain in chains if len(chain) == longest for name in chain}
+
+
+@contextmanager
+def thread_nice(increment: int) -> Iterator[None]:
+    """Run this thread, and the commands it starts, `increment` nicer; back to its priority afterwards."""
+    tid = threading.get_native_id()
+    before = os.getpriority(os.PRIO_PROCESS, tid)
+    if increment:
+        os.setpriority(os.PRIO_PROCESS, tid, before + increment)
+    try:
+        yield
+    finally:
+        if increment:
+            with suppress(PermissionError):  # raising priority back needs root (the agent runs as root)
+                os.setpriority(os.PRIO_PROCESS, tid, before)
 
 
 def run_phase(ctx: Context, phase: str, check_only: bool = False) -> bool:
@@ -35,6 +70,7 @@ def run_phase(ctx: Context, phase: str, check_only: bool = False) -> bool:
     finished: set[str] = set()
     lock = threading.Lock()
     running_now: dict[str, str] = {}
+    critical = longest_chain(todo)
 
     def note(task: str, message: str) -> None:
         with lock:
@@ -44,9 +80,10 @@ def run_phase(ctx: Context, phase: str, check_only: bool = False) -> bool:
     def one(task: tasks.Task) -> runonce.Outcome:
         for attempt in range(1, ATTEMPTS + 1):
             try:
-                outcome = runonce.run_once(task.name, me, versions[task.name], lambda: task.action(ctx.doc),
-                                           progress=lambda m: note(task.name, m), timeout=timeout,
-                                           before_retry=task.before_retry(ctx.doc))
+                with thread_nice(0 if task.name in critical else SLACK_NICE):
+                    outcome = runonce.run_once(task.name, me, versions[task.name], lambda: task.action(ctx.doc),
+                                               progress=lambda m: note(task.name, m), timeout=timeout,
+                                               before_retry=task.before_retry(ctx.doc))
                 break
             except Exception as exc:  # the lease was released: this node or another retries it
                 if attempt == ATTEMPTS:
@@ -121,6 +158,6 @@ class DatabasesStep(PhaseStep):
 
 class CatalogStep(PhaseStep):
     name = "catalog"
-    description = "register service users, services and endpoints in keystone once"
+    description = "register service users, services and endpoints in keystone once; nova's online data migrations"
     phase = tasks.CATALOG
     after = ("keystone",)
