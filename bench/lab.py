@@ -4,7 +4,9 @@ failover), for one and three controllers. Writes JSON (--out): wall time of `up`
 each check's time, each node's step timings (from the agents' own records) and the host memory the
 running lab takes (MemAvailable before `up` minus after `up`, and the peak seen during the checks), and
 the host CPU time `up` used (busy jiffies of /proc/stat: busy seconds / CPUs is the shortest `up` could be
-with the same work, however the steps were ordered).
+with the same work, however the steps were ordered). The host's speed is recorded too (seconds one core
+takes for a fixed pure-Python loop, before and after): these hosts differ nearly twofold from one boot to
+the next, so compare runs by it.
 Each lab gets its own name and networks and is destroyed afterwards.
 """
 
@@ -36,6 +38,15 @@ def cpu_busy_s() -> float:
     fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
     idle = fields[3] + fields[4]
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def core_speed_s(loops: int = 20_000_000) -> float:
+    """Seconds one core takes for a fixed loop: the yardstick that makes runs on different hosts comparable."""
+    started = time.perf_counter()
+    total = 0
+    for i in range(loops):
+        total += i
+    return round(time.perf_counter() - started, 2)
 
 
 def one(controllers: int, tag: str, timeout: float) -> dict[str, object]:
@@ -90,12 +101,14 @@ def main() -> int:
     parser.add_argument("--controllers", type=int, choices=(1, 3), action="append",
                         help="lab size to measure (repeatable; default: 1 and 3)")
     args = parser.parse_args()
-    result: dict[str, object] = {"host": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                                          "memory_gb": round(mem_available_kb() / 1048576, 1)},
-                                 "goals": GOALS}
+    host: dict[str, object] = {"cpus": os.cpu_count(), "platform": platform.platform(),
+                               "memory_gb": round(mem_available_kb() / 1048576, 1),
+                               "core_speed_before_s": core_speed_s()}
+    result: dict[str, object] = {"host": host, "goals": GOALS}
     for controllers in args.controllers or (1, 3):
         print(f"lab with {controllers} controller(s)", flush=True)
         result[f"controllers_{controllers}"] = one(controllers, args.tag, args.timeout)
+    host["core_speed_after_s"] = core_speed_s()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: {m: v for m, v in r.items() if m not in ("step_seconds", "checks")}  # type: ignore
