@@ -102,10 +102,10 @@ def test_tasks_off_the_longest_chain_run_nicer(phase_of):
         return action
 
     shape = {"a": (), "b": ("a",), "c": ("b",), "d": (), "e": ("d",), "f": ("d",), "g": ("e",)}
-    phase_of([tasks.Task(n, "test", "pkg", record(n), needs) for n, needs in shape.items()])
+    todo = {n: tasks.Task(n, "test", "pkg", record(n), needs) for n, needs in shape.items()}
+    phase_of(list(todo.values()))
     slack = {n for n in shape if n not in "abcdeg"}
-    assert runonce_step.longest_chain({n: tasks.Task(n, "t", "p", record(n), d) for n, d in shape.items()}) \
-        == set("abcdeg")
+    assert runonce_step.longest_chain(todo) == set("abcdeg")
     assert all(seen[n] >= base + runonce_step.SLACK_NICE for n in slack), seen
     if os.geteuid() == 0:  # only root can give a pool thread its priority back for the next task
         assert all(seen[n] == base for n in set(shape) - slack), seen

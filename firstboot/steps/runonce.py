@@ -41,16 +41,17 @@ def longest_chain(todo: dict[str, tasks.Task]) -> set[str]:
 @contextmanager
 def thread_nice(increment: int) -> Iterator[None]:
     """Run this thread, and the commands it starts, `increment` nicer; back to its priority afterwards."""
+    if not increment:
+        yield
+        return
     tid = threading.get_native_id()
     before = os.getpriority(os.PRIO_PROCESS, tid)
-    if increment:
-        os.setpriority(os.PRIO_PROCESS, tid, before + increment)
+    os.setpriority(os.PRIO_PROCESS, tid, before + increment)
     try:
         yield
     finally:
-        if increment:
-            with suppress(PermissionError):  # raising priority back needs root (the agent runs as root)
-                os.setpriority(os.PRIO_PROCESS, tid, before)
+        with suppress(PermissionError):  # raising priority back needs root (the agent runs as root)
+            os.setpriority(os.PRIO_PROCESS, tid, before)
 
 
 def run_phase(ctx: Context, phase: str, check_only: bool = False) -> bool:
