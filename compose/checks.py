@@ -343,7 +343,7 @@ def check_failover(lab: LabView) -> tuple[str, dict]:
     if len(lab.controllers()) < 3 or lab.compose is None:
         raise CheckFailed("failover needs the three-controller lab (./gs lab up --controllers 3)")
     try:
-        poll("every controller Synced and every HAProxy server up before the kill", lambda: healthy(lab), 600, 5)
+        poll("every controller Synced and every HAProxy server up before the kill", lambda: healthy(lab), 600, 2)
     except CheckFailed as error:
         raise CheckFailed(f"{error} ({cluster_picture(lab, lab.controllers())})") from None
     victim = vip_holder(lab)
@@ -384,7 +384,7 @@ def check_failover(lab: LabView) -> tuple[str, dict]:
             return False
         return galera_status(lab, victim).get("cluster_size") == str(len(lab.controllers()))
 
-    poll(f"{victim} rejoined (agent done again, Galera cluster of {len(lab.controllers())})", rejoined, 900, 5)
+    poll(f"{victim} rejoined (agent done again, Galera cluster of {len(lab.controllers())})", rejoined, 900, 2)
     rejoined_s = time.monotonic() - restarted
     return (f"{victim} (VIP holder) killed: API answered through the VIP (now on {holder}) after "
             f"{answered_s:.0f}s; restarted, rejoined after {rejoined_s:.0f}s"), \

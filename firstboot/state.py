@@ -32,7 +32,8 @@ class StateStore:
 
     def __init__(self, path: Path):
         self.path = path
-        self._lock = threading.Lock()
+        # Steps run side by side and report progress from their threads: every change and write holds it.
+        self.lock = threading.RLock()
         self.data: dict[str, Any] = self._load()
 
     def _load(self) -> dict[str, Any]:
@@ -48,48 +49,55 @@ class StateStore:
         return data
 
     def save(self) -> None:
-        with self._lock:  # steps may report progress from worker threads
+        with self.lock:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             atomic_write(self.path, (json.dumps(self.data, indent=2, sort_keys=True) + "\n").encode(), 0o600)
 
     def step(self, name: str) -> dict[str, Any]:
-        return self.data["steps"].setdefault(name, {"status": PENDING, "runs": 0})
+        with self.lock:
+            return self.data["steps"].setdefault(name, {"status": PENDING, "runs": 0})
 
     def begin_run(self, **info: Any) -> None:
-        agent = self.data["agent"]
-        agent.update(info)
-        agent.update({"status": RUNNING, "started": _now(), "finished": None, "pid": os.getpid(), "error": None})
-        self.save()
+        with self.lock:
+            agent = self.data["agent"]
+            agent.update(info)
+            agent.update({"status": RUNNING, "started": _now(), "finished": None, "pid": os.getpid(), "error": None})
+            self.save()
 
     def end_run(self, status: str, error: str | None = None) -> None:
-        self.data["agent"].update({"status": status, "finished": _now(), "error": error})
-        self.save()
+        with self.lock:
+            self.data["agent"].update({"status": status, "finished": _now(), "error": error})
+            self.save()
 
     def start(self, name: str) -> None:
-        rec = self.step(name)
-        rec.update({"status": RUNNING, "started": _now(), "finished": None, "error": None, "detail": None})
-        rec["runs"] = rec.get("runs", 0) + 1
-        self.save()
+        with self.lock:
+            rec = self.step(name)
+            rec.update({"status": RUNNING, "started": _now(), "finished": None, "error": None, "detail": None})
+            rec["runs"] = rec.get("runs", 0) + 1
+            self.save()
 
     def finish(self, name: str, detail: str | None, already: bool = False) -> None:
-        rec = self.step(name)
-        now = _now()
-        if already:
-            # Found done without running it: keep the times of the run that did the work.
-            rec.update({"status": DONE, "checked": now, "error": None})
-            rec.setdefault("detail", detail)
-        else:
-            rec.update({"status": DONE, "finished": now, "error": None, "detail": detail,
-                        "seconds": round(now - rec.get("started", now), 3)})
-        self.save()
+        with self.lock:
+            rec = self.step(name)
+            now = _now()
+            if already:
+                # Found done without running it: keep the times of the run that did the work.
+                rec.update({"status": DONE, "checked": now, "error": None})
+                rec.setdefault("detail", detail)
+            else:
+                rec.update({"status": DONE, "finished": now, "error": None, "detail": detail,
+                            "seconds": round(now - rec.get("started", now), 3)})
+            self.save()
 
     def note(self, name: str, message: str) -> None:
-        self.step(name)["detail"] = message
-        self.save()
+        with self.lock:
+            self.step(name)["detail"] = message
+            self.save()
 
     def fail(self, name: str, error: str) -> None:
-        rec = self.step(name)
-        now = _now()
-        rec.update({"status": FAILED, "finished": now, "error": error,
-                    "seconds": round(now - rec.get("started", now), 3)})
-        self.save()
+        with self.lock:
+            rec = self.step(name)
+            now = _now()
+            rec.update({"status": FAILED, "finished": now, "error": error,
+                        "seconds": round(now - rec.get("started", now), 3)})
+            self.save()

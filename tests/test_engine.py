@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -147,3 +148,81 @@ def test_a_step_whose_check_still_fails_is_a_failure(tmp_path, doc_of):
     ctx = Context(doc=doc, root=tmp_path, facts=Facts(), state=StateStore(tmp_path / "s.json"), set_owner=False)
     result = run_steps([NeverDone()], ctx)
     assert not result.ok and "done() check still fails" in result.error
+
+
+class Meeting(Step):
+    """Done only once every step of its meeting has started: proves they run side by side."""
+
+    def __init__(self, name: str, meeting: threading.Barrier, after=(), log: list | None = None):
+        self.name, self.after, self.description = name, after, f"meet {name}"
+        self.meeting, self.log, self.finished = meeting, log if log is not None else [], False
+
+    def done(self, ctx):
+        return self.finished
+
+    def run(self, ctx):
+        ctx.note(f"{self.name} waiting for the others")
+        self.log.append(f"{self.name} start")
+        self.meeting.wait(timeout=10)  # BrokenBarrierError (a failure) if run one after the other
+        self.finished = True
+        self.log.append(f"{self.name} end")
+        return None
+
+
+def _ctx(tmp_path, doc_of) -> Context:
+    doc = document.validate(doc_of("ctl1"))
+    return Context(doc=doc, root=tmp_path, facts=Facts(), state=StateStore(tmp_path / "s.json"), set_owner=False)
+
+
+def test_independent_steps_run_side_by_side_and_dependents_wait_for_both(tmp_path, doc_of):
+    meeting, log = threading.Barrier(2), []
+    first, second = Meeting("galera", meeting, log=log), Meeting("rabbitmq", meeting, log=log)
+    last = Meeting("services", threading.Barrier(1), after=("galera", "rabbitmq"), log=log)
+    ctx = _ctx(tmp_path, doc_of)
+    result = run_steps(ordered([first, second, last], "controller"), ctx)
+    assert result.ok, result.error
+    assert sorted(result.ran) == ["galera", "rabbitmq", "services"] and result.ran[-1] == "services"
+    assert log[-2:] == ["services start", "services end"]
+    steps = json.loads((tmp_path / "s.json").read_text())["steps"]
+    assert steps["galera"]["status"] == steps["rabbitmq"]["status"] == "done"
+    assert steps["services"]["started"] >= max(steps["galera"]["finished"], steps["rabbitmq"]["finished"])
+
+
+class Fails(Step):
+    name, description = "broken", "fails at once"
+
+    def done(self, ctx):
+        return False
+
+    def run(self, ctx):
+        raise RuntimeError("no quorum")
+
+
+def test_a_failure_starts_nothing_more_and_waits_for_running_steps(tmp_path, doc_of):
+    slow_started, release = threading.Event(), threading.Event()
+
+    class Slow(Step):
+        name, description, finished = "slow", "ends after the failure", False
+
+        def done(self, ctx):
+            return self.finished
+
+        def run(self, ctx):
+            slow_started.set()
+            release.wait(10)
+            self.finished = True
+
+    class Releases(Fails):
+        def run(self, ctx):
+            slow_started.wait(10)
+            threading.Timer(0.3, release.set).start()
+            super().run(ctx)
+
+    never = Meeting("after-broken", threading.Barrier(1), after=("broken",))
+    slow = Slow()
+    result = run_steps([slow, Releases(), never], _ctx(tmp_path, doc_of))
+    assert not result.ok and result.failed == "broken" and "no quorum" in result.error
+    assert slow.finished and result.ran == ["slow"]  # the running step was let finish, and recorded
+    assert not never.finished
+    steps = json.loads((tmp_path / "s.json").read_text())["steps"]
+    assert steps["broken"]["status"] == "failed" and steps["slow"]["status"] == "done" and "after-broken" not in steps

@@ -16,7 +16,7 @@ WAIT_S = 10
 
 
 def fake_context() -> SimpleNamespace:
-    state = SimpleNamespace(data={"agent": {}}, save=lambda: None)
+    state = SimpleNamespace(data={"agent": {}}, save=lambda: None, lock=threading.RLock())
     doc = SimpleNamespace(options={"cluster_wait_seconds": 60}, node=SimpleNamespace(name="ctl1"))
     return SimpleNamespace(doc=doc, state=state, note=lambda message: None)
 

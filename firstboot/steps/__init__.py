@@ -9,15 +9,18 @@ from firstboot.steps.galera import GaleraEndpointStep, GaleraStep
 from firstboot.steps.hosts import HostsStep
 from firstboot.steps.network import NetworkStep
 from firstboot.steps.rabbitmq import RabbitmqBootStep, RabbitmqStep
-from firstboot.steps.runonce import CatalogStep, DatabasesStep
+from firstboot.steps.runonce import CatalogStep, DatabasesStep, MessagingStep
 from firstboot.steps.services import ImageStoreStep, InfraStep, KeystoneStep, ServicesStep
 from firstboot.steps.storage import CephMonStep, CephOsdStep, CephPoolsStep, VolumeStep
 
-# Controller order: rabbitmq-boot (a node that ran before) -> galera -> infra (HAProxy + VIP, which every
-# database URL goes through) -> rabbitmq -> databases -> keystone -> catalog -> services -> network ->
-# image-store. Compute: network -> compute. Storage: ceph-mon -> ceph-osd -> ceph-pools -> volume.
+# Each step starts once the steps in its `after` are done; on a controller two lines run side by side:
+#   galera-endpoint -> galera -> infra (HAProxy + VIP, which every database URL goes through) -> databases
+#     -> keystone -> catalog
+#   rabbitmq-boot (a node that ran before) -> rabbitmq (the cluster) -> rabbitmq-users (after infra too)
+# and meet at services -> network; image-store follows catalog. Compute: network -> compute.
+# Storage: ceph-mon -> ceph-osd -> ceph-pools -> volume.
 ALL_STEPS: tuple[Step, ...] = (
     HostsStep(), ConfigStep(), RabbitmqBootStep(), GaleraEndpointStep(), GaleraStep(), InfraStep(), RabbitmqStep(),
-    DatabasesStep(), KeystoneStep(), CatalogStep(), ServicesStep(), NetworkStep(), ComputeStep(), CephMonStep(),
-    CephOsdStep(), CephPoolsStep(), VolumeStep(), ImageStoreStep(),
+    MessagingStep(), DatabasesStep(), KeystoneStep(), CatalogStep(), ServicesStep(), NetworkStep(), ComputeStep(),
+    CephMonStep(), CephOsdStep(), CephPoolsStep(), VolumeStep(), ImageStoreStep(),
 )

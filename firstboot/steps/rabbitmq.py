@@ -1,4 +1,5 @@
-"""RabbitMQ: start the node, see it in one cluster with a majority of the controllers, create the users.
+"""RabbitMQ: start the node and see it in one cluster with a majority of the controllers (the users: the
+rabbitmq-users step).
 
 Formation: blank nodes never discover together. RabbitMQ 4.0's peer discovery can hang when blank
 nodes discover each other at once (seen here: a node stuck after "virgin node -> run peer discovery"
@@ -21,9 +22,7 @@ import time
 
 from firstboot import catalog, proc, rabbitmq
 from firstboot.steps.base import Context, Step
-from firstboot.steps.runonce import run_phase
 from firstboot.steps.units import all_active, start_units, units_for
-from firstboot.tasks import MESSAGING
 
 POLL_SECONDS = 3
 BLANK_WAIT_SECONDS = 180
@@ -59,9 +58,9 @@ class RabbitmqBootStep(Step):
 
 class RabbitmqStep(Step):
     name = "rabbitmq"
-    description = "start RabbitMQ and join the controllers' cluster; create the OpenStack user once"
+    description = "start RabbitMQ and join the controllers' cluster"
     roles = frozenset({catalog.CONTROLLER})
-    after = ("infra",)  # Galera (through the VIP) holds the run-once record of the users
+    after = ("rabbitmq-boot",)  # beside Galera: the users (rabbitmq-users) wait for it, the cluster does not
 
     def _clustered(self, ctx: Context) -> bool:
         running = rabbitmq.running_nodes(rabbitmq.cluster_status(ctx.doc))
@@ -69,8 +68,7 @@ class RabbitmqStep(Step):
             len(running) >= majority(len(ctx.doc.controllers))
 
     def done(self, ctx: Context) -> bool:
-        return all_active(ctx, ("rabbitmq",)) and self._clustered(ctx) and rabbitmq.management_ready(ctx.doc) \
-            and run_phase(ctx, MESSAGING, check_only=True)
+        return all_active(ctx, ("rabbitmq",)) and self._clustered(ctx) and rabbitmq.management_ready(ctx.doc)
 
     def run(self, ctx: Context) -> str:
         me = rabbitmq.node_name(ctx.doc.node.name)
@@ -88,7 +86,6 @@ class RabbitmqStep(Step):
                      f"majority of {len(ctx.doc.controllers)}")
             time.sleep(POLL_SECONDS)
         proc.wait_for(lambda: rabbitmq.management_ready(ctx.doc), 120, "RabbitMQ management API", progress=ctx.note)
-        run_phase(ctx, MESSAGING)
         running = rabbitmq.running_nodes(rabbitmq.cluster_status(ctx.doc))
         return f"cluster of {len(running)}: {', '.join(running)}"
 

@@ -96,10 +96,12 @@ def run_phase(ctx: Context, phase: str, check_only: bool = False) -> bool:
             running_now.pop(task.name, None)
         who = "ran here" if outcome.ran else f"done by {outcome.owner}"
         ctx.note(f"{task.name}: {who}" + (f" in {outcome.seconds:.1f}s" if outcome.ran else ""))
-        record = ctx.state.data["agent"].setdefault("tasks", {})
-        record[task.name] = {"ran_here": outcome.ran, "owner": outcome.owner, "seconds": round(outcome.seconds, 3),
-                             "waited": round(outcome.waited, 3), "at": round(time.time(), 3)}
-        ctx.state.save()
+        with ctx.state.lock:
+            record = ctx.state.data["agent"].setdefault("tasks", {})
+            record[task.name] = {"ran_here": outcome.ran, "owner": outcome.owner,
+                                 "seconds": round(outcome.seconds, 3), "waited": round(outcome.waited, 3),
+                                 "at": round(time.time(), 3)}
+            ctx.state.save()
         return outcome
 
     # Every task starts as soon as its dependencies are done: a slot limit made chains wait behind
@@ -146,8 +148,8 @@ class DatabasesStep(PhaseStep):
     name = "databases"
     description = "create the databases and run every schema sync once, cluster-wide"
     phase = tasks.DATABASE
-    # After RabbitMQ: each node's cluster join overlaps the first controller's schema syncs.
-    after = ("rabbitmq",)
+    # Beside RabbitMQ's cluster forming; before() waits for Galera's joiners (no DDL during a state transfer).
+    after = ("infra",)
 
     def before(self, ctx: Context) -> None:
         from firstboot import proc
@@ -155,6 +157,13 @@ class DatabasesStep(PhaseStep):
 
         proc.wait_for(lambda: cluster_complete(ctx), ctx.doc.options["cluster_wait_seconds"],
                       "every controller Synced in Galera", interval=2)
+
+
+class MessagingStep(PhaseStep):
+    name = "rabbitmq-users"
+    description = "create the OpenStack user in RabbitMQ once, cluster-wide"
+    phase = tasks.MESSAGING
+    after = ("rabbitmq", "infra")  # Galera (through the VIP) holds the run-once record
 
 
 class CatalogStep(PhaseStep):

@@ -57,7 +57,7 @@ class ServicesStep(UnitsStep):
     name = "services"
     description = "start the OpenStack services and wait for their APIs"
     roles = _C
-    after = ("catalog",)
+    after = ("catalog", "rabbitmq-users")
     groups = ("placement", "nova", "neutron", "cinder", "horizon")
     ready_what = "every OpenStack API answers on this node"
     ready_timeout = 600
@@ -82,14 +82,15 @@ def image_pool_reachable() -> bool:
 
 
 class ImageStoreStep(UnitsStep):
-    """glance-api last, and on RBD only once Ceph answers: its RBD store connects to the cluster while the
-    API loads and, if no monitor answers, the API never serves. So the rest of the control plane comes
-    up without the storage tier, and glance follows as soon as the storage nodes have made the pools."""
+    """glance-api in a step of its own, and on RBD only once Ceph answers: its RBD store connects to the
+    cluster while the API loads and, if no monitor answers, the API never serves. So the rest of the
+    control plane comes up without the storage tier (beside this step's wait), and glance follows as soon
+    as the storage nodes have made the pools."""
 
     name = "image-store"
     description = "start glance-api once its image store is reachable; wait for its API here and through the VIP"
     roles = _C
-    after = ("network", "services")
+    after = ("catalog",)  # beside services and network: a restarted controller starts them all together
     groups = ("glance",)
     ready_what = "glance answers on this node"
     ready_timeout = 300

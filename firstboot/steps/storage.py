@@ -30,9 +30,10 @@ def run_unit(ctx: Context, unit: str) -> None:
             proc.systemctl("reset-failed", unit)
         ctx.note(f"{'restarting' if state == 'active' else 'starting'} {unit}")
         proc.systemctl("restart" if state == "active" else "start", unit, timeout=300)
-    agent = ctx.state.data["agent"]
-    agent["ceph_restarted"] = sorted(set(agent.get("ceph_restarted", [])) | {unit})
-    ctx.state.save()
+    with ctx.state.lock:
+        agent = ctx.state.data["agent"]
+        agent["ceph_restarted"] = sorted(set(agent.get("ceph_restarted", [])) | {unit})
+        ctx.state.save()
 
 
 def _current(ctx: Context, unit: str) -> bool:
@@ -89,8 +90,9 @@ class CephOsdStep(Step):
     def run(self, ctx: Context) -> str:
         doc = ctx.doc
         osd = ceph.osd_id(doc)
-        ctx.state.data["agent"]["ceph_osd_id"] = osd
-        ctx.state.save()
+        with ctx.state.lock:
+            ctx.state.data["agent"]["ceph_osd_id"] = osd
+            ctx.state.save()
         where = doc.node.osd_device or f"a {doc.options['ceph_osd_file_size_gb']} GiB file"
         if ceph.make_osd(doc, ctx.root, osd):
             ctx.note(f"made osd.{osd} on {where}")
@@ -112,10 +114,11 @@ class CephPoolsStep(Step):
         size = catalog.ceph_pool_size(ctx.doc)
         created = ceph.ensure_pools(size)
         # The daemons now run with the current ceph.conf: nothing of this group is left to restart.
-        agent = ctx.state.data["agent"]
-        agent["restart_pending"] = sorted(set(agent.get("restart_pending", [])) - {GROUP})
-        agent["ceph_restarted"] = []
-        ctx.state.save()
+        with ctx.state.lock:
+            agent = ctx.state.data["agent"]
+            agent["restart_pending"] = sorted(set(agent.get("restart_pending", [])) - {GROUP})
+            agent["ceph_restarted"] = []
+            ctx.state.save()
 
         def active() -> bool:
             ok, why = ceph.pgs_active()

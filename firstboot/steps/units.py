@@ -34,7 +34,6 @@ def start_units(ctx: Context, groups: tuple[str, ...], enable: bool = False, blo
             if enable:
                 proc.systemctl("enable", "--quiet", unit)
             verbs["restart" if active else "start"].append(unit)
-        pending.discard(group)
     for verb, units in verbs.items():
         if units:
             ctx.note(f"{verb}ing {', '.join(units)}")
@@ -42,8 +41,10 @@ def start_units(ctx: Context, groups: tuple[str, ...], enable: bool = False, blo
                 start_together(units, verb)
             else:
                 proc.systemctl(verb, "--no-block", *units)
-    ctx.state.data["agent"]["restart_pending"] = sorted(pending)
-    ctx.state.save()
+    with ctx.state.lock:  # another step may have started its own groups meanwhile
+        agent = ctx.state.data["agent"]
+        agent["restart_pending"] = sorted(set(agent.get("restart_pending", [])) - set(groups))
+        ctx.state.save()
     return verbs["start"] + verbs["restart"]
 
 
