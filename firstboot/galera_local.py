@@ -70,11 +70,11 @@ def accounts_ready() -> bool:
 
 def serving() -> tuple[bool, str]:
     """Whether this node serves (Primary and Synced or donating), and its state: the cheap check HAProxy
-    polls every two seconds, without the position and account lookups of report()."""
-    service = unit_state("mariadb")
-    status = live_status() if service in ("active", "activating") else None
+    polls every two seconds, without the position and account lookups of report(). One `mariadb` query;
+    systemd is asked only to say why MariaDB does not answer."""
+    status = live_status()
     if status is None:
-        return False, f"MariaDB {service}"
+        return False, f"MariaDB {unit_state('mariadb')}"
     primary = status.get("wsrep_cluster_status") == "Primary"
     state = status.get("wsrep_local_state_comment", "")
     return primary and state in galera.SERVING_STATES, f"{'Primary' if primary else 'non-Primary'}, {state}"

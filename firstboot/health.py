@@ -11,6 +11,9 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
+import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -19,7 +22,32 @@ from firstboot import galera_local
 log = logging.getLogger("goldstack")
 
 
-def make_handler(node: str, root: Path) -> type[BaseHTTPRequestHandler]:
+SERVING_TTL_SECONDS = 1.0
+
+
+class ServingCache:
+    """galera_local.serving() for at most SERVING_TTL_SECONDS: three HAProxies check every controller
+    every 2 s, and each answer costs a `mariadb` client process; checks that arrive together share one."""
+
+    def __init__(self, probe: Callable[[], tuple[bool, str]] | None = None,
+                 clock: Callable[[], float] = time.monotonic):
+        self.probe, self.clock = probe or (lambda: galera_local.serving()), clock
+        self._lock = threading.Lock()
+        self._at: float | None = None
+        self._value: tuple[bool, str] = (False, "not asked yet")
+
+    def __call__(self) -> tuple[bool, str]:
+        with self._lock:
+            now = self.clock()
+            if self._at is None or now - self._at >= SERVING_TTL_SECONDS:
+                self._value, self._at = self.probe(), now
+            return self._value
+
+
+def make_handler(node: str, root: Path, serving: Callable[[], tuple[bool, str]] | None = None
+                 ) -> type[BaseHTTPRequestHandler]:
+    serving = serving or ServingCache()
+
     class Handler(BaseHTTPRequestHandler):
         server_version = "goldstack-galera-health"
 
@@ -40,7 +68,7 @@ def make_handler(node: str, root: Path) -> type[BaseHTTPRequestHandler]:
                 report = galera_local.report(node, root)
                 self._send(200, json.dumps(report.as_dict()).encode() + b"\n", "application/json")
                 return
-            ok, state = galera_local.serving()
+            ok, state = serving()
             if ok:
                 self._send(200, f"Galera node serves: {state}\n".encode(), "text/plain")
             else:
