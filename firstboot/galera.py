@@ -74,6 +74,10 @@ class Report:
     seqno: int = -1  # last committed; -1 = unknown
     safe_to_bootstrap: bool = False
     force_bootstrap: bool = False  # the operator asked this node to bootstrap
+    # MariaDB's start is not over: the unit is still activating, or debian-start (mariadb-upgrade, which
+    # alters the mysql.* tables) still runs. A joiner upgrades the tables its state transfer brought, and
+    # a GRANT replicated to it meanwhile deadlocks its applier with the upgrade: every node then hangs.
+    settling: bool = False
 
     @property
     def running(self) -> bool:

@@ -80,6 +80,17 @@ def serving() -> tuple[bool, str]:
     return primary and state in galera.SERVING_STATES, f"{'Primary' if primary else 'non-Primary'}, {state}"
 
 
+DEBIAN_START = "/etc/mysql/debian-start"
+
+
+def settling(service: str) -> bool:
+    """MariaDB started but its start-up work not over (see galera.Report.settling): the unit is not yet
+    active, or debian-start's background part (mariadb-upgrade, then a root account check) still runs."""
+    if service != "active":
+        return True
+    return subprocess.run(["pgrep", "-f", DEBIAN_START], capture_output=True).returncode == 0
+
+
 def report(node: str, root: Path = Path("/")) -> galera.Report:
     service = unit_state("mariadb")
     pos, _ = grastate(root)
@@ -100,7 +111,8 @@ def report(node: str, root: Path = Path("/")) -> galera.Report:
         common["seqno"] = int(status.get("wsrep_last_committed", seqno) or -1)
         common["fresh"] = False
     return galera.Report(**common, primary=primary, state=state,  # type: ignore[arg-type]
-                         accounts=primary and state in galera.SERVING_STATES and accounts_ready())
+                         accounts=primary and state in galera.SERVING_STATES and accounts_ready(),
+                         settling=settling(service))
 
 
 def clean_stale_sst_files(root: Path = Path("/")) -> list[str]:

@@ -135,3 +135,23 @@ def test_never_two_bootstraps_and_never_from_behind(specs):
         mine = view[me]
         live = [r for r in view.values() if r and not r.fresh]
         assert all(r.seqno <= mine.seqno for r in live if r.uuid == mine.uuid)
+
+
+def test_schema_changes_wait_while_a_joiner_still_runs_its_start_up_upgrade(monkeypatch):
+    from types import SimpleNamespace
+
+    from firstboot.steps import galera as galera_step
+
+    def synced(name: str, settling: bool = False) -> galera.Report:
+        return galera.Report(node=name, service="active", primary=True, state="Synced", accounts=True,
+                             fresh=False, settling=settling)
+
+    peers = {"ctl1": synced("ctl1"), "ctl2": synced("ctl2", settling=True), "ctl3": synced("ctl3")}
+    monkeypatch.setattr(galera_step, "gather_reports", lambda ctx, mine: peers)
+    monkeypatch.setattr(galera_step.galera_local, "report", lambda node, root: peers["ctl1"])
+    notes: list[str] = []
+    ctx = SimpleNamespace(doc=SimpleNamespace(node=SimpleNamespace(name="ctl1")), root=None, note=notes.append)
+    assert not galera_step.cluster_complete(ctx)
+    assert "ctl2=Synced (MariaDB's start-up upgrade check still running)" in notes[-1]
+    peers["ctl2"] = synced("ctl2")
+    assert galera_step.cluster_complete(ctx)

@@ -108,6 +108,9 @@ class GaleraStep(Step):
                 action = "bootstrapped a new cluster" if decision.new_cluster else "bootstrapped after a full stop"
                 self._bootstrap(ctx, mine)
             time.sleep(POLL_SECONDS)
+        # This node's own mariadb-upgrade first: its account changes are replicated to every peer.
+        proc.wait_for(lambda: not galera_local.settling(proc.unit_state("mariadb")), 600,
+                      "MariaDB's start-up work (debian-start: mariadb-upgrade) to end", progress=ctx.note)
         ensure_accounts(ctx)
         ctx.path(galera_local.FORCE_FILE).unlink(missing_ok=True)
         status = mysql.wsrep_status()
@@ -142,9 +145,10 @@ def cluster_complete(ctx: Context) -> bool:
     transfer). Schema changes wait for this: a state transfer taken while DDL runs can leave the
     joiner with tables it cannot apply the next DDL to (seen here: the joiner went Inconsistent)."""
     reports = gather_reports(ctx, galera_local.report(ctx.doc.node.name, ctx.root))
-    complete = all(r is not None and r.serving and r.state == "Synced" for r in reports.values())
+    complete = all(r is not None and r.serving and r.state == "Synced" and not r.settling for r in reports.values())
     if not complete:
-        ctx.note(f"waiting for every controller to be Synced before schema changes; peers: {_summary(reports)}")
+        ctx.note(f"waiting for every controller to be Synced, its start-up upgrade check over, before schema "
+                 f"changes; peers: {_summary(reports)}")
     return complete
 
 
@@ -155,7 +159,7 @@ def _summary(reports: dict[str, galera.Report | None]) -> str:
         if r is None:
             parts.append(f"{name}=unreachable")
         elif r.serving:
-            parts.append(f"{name}=Synced")
+            parts.append(f"{name}=Synced" + (" (MariaDB's start-up upgrade check still running)" if r.settling else ""))
         else:
             parts.append(f"{name}={r.service}/{'new' if r.fresh else f'seqno {r.seqno}'}")
     return ", ".join(parts)
