@@ -420,6 +420,7 @@ def run(lab: LabView, names: list[str], progress: Callable[[Result], None] = lam
     """Run the checks, together where NEEDS allows; one that fails does not stop the others (each reports
     what it saw). `progress` sees each result as it comes; the list returned is in the order asked."""
     waiting, running, results = list(names), {}, {}
+    lab.clients.start([lab.containers[c] for c in lab.controllers() if c in lab.containers])
     with ThreadPoolExecutor(max_workers=PARALLEL, thread_name_prefix="check") as pool:
         while waiting or running:
             for name in [n for n in waiting if not set(NEEDS.get(n, ())) & (set(waiting) | set(running.values()))]:
