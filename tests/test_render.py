@@ -186,6 +186,19 @@ def test_haproxy_prefers_one_galera_writer(doc_of):
     assert "server ctl2 10.99.0.12:3306 check backup" in cfg
     for api in catalog.APIS:
         assert f"bind 10.99.0.10:{catalog.PORTS[api.name]}" in cfg
+    # A dead controller's servers go down on the first failed connection, not after three health checks.
+    listens = cfg.split("\nlisten ")[2:]  # after `stats`: galera and every API
+    assert len(listens) == len(catalog.APIS) + 1
+    assert all("observe layer4 error-limit 1 on-error mark-down" in block for block in listens)
+    assert "option redispatch 1\n" in cfg and "timeout connect 2s\n" in cfg
+
+
+def test_database_and_token_cache_settings_for_openstack(doc_of):
+    tree = tree_of(doc_of("ctl1"))
+    galera = tree["/etc/mysql/mariadb.conf.d/99-goldstack.cnf"].content.decode()
+    assert "innodb_snapshot_isolation = OFF" in galera
+    for conf in ("/etc/nova/nova.conf", "/etc/glance/glance-api.conf", "/etc/neutron/neutron.conf"):
+        assert "memcache_pool_socket_timeout = 1\n" in tree[conf].content.decode(), conf
 
 
 def test_horizon_settings_are_python(doc_of):
