@@ -19,7 +19,8 @@ from firstboot import state
 BOOT_SLACK_SECONDS = 1.0
 
 
-STATE_DIR = str(PurePosixPath(state.DEFAULT_PATH).parent)
+STATE_FILE = PurePosixPath(state.DEFAULT_PATH)
+STATE_DIR = str(STATE_FILE.parent)
 _state_on_host: dict[str, Path | None] = {}
 
 
@@ -34,7 +35,7 @@ def state_file_on_host(container: str) -> Path | None:
             return None  # no such container (yet): ask again next time
         source = proc.stdout.strip()
         readable = bool(source) and os.access(source, os.R_OK | os.X_OK)
-        _state_on_host[container] = Path(source) / PurePosixPath(state.DEFAULT_PATH).name if readable else None
+        _state_on_host[container] = Path(source) / STATE_FILE.name if readable else None
     return _state_on_host[container]
 
 

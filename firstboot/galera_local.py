@@ -9,7 +9,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from firstboot import galera, mysql
+from firstboot import galera, mysql, proc
 from firstboot.files import atomic_write, under_root
 from firstboot.proc import unit_state
 
@@ -88,7 +88,7 @@ def settling(service: str) -> bool:
     active, or debian-start's background part (mariadb-upgrade, then a root account check) still runs."""
     if service != "active":
         return True
-    return subprocess.run(["pgrep", "-f", DEBIAN_START], capture_output=True).returncode == 0
+    return proc.run(["pgrep", "-f", DEBIAN_START], timeout=30, ok_codes=(0, 1)).returncode == 0
 
 
 def report(node: str, root: Path = Path("/")) -> galera.Report:
