@@ -112,10 +112,9 @@ def main() -> None:
     selector = selectors.DefaultSelector()
     selector.register(0, selectors.EVENT_READ, "requests")
     pending = b""
-    buffers: dict[int, bytearray] = {}  # a child's pipe -> its reply so far
-    ids: dict[int, object] = {}  # a child's pipe -> its request's id
+    children: dict[int, tuple[object, bytearray]] = {}  # a child's pipe -> its request's id, its reply so far
     stdin_open = True
-    while stdin_open or buffers:
+    while stdin_open or children:
         for key, _ in selector.select():
             if key.data == "requests":
                 chunk = os.read(key.fd, 65536)
@@ -129,16 +128,16 @@ def main() -> None:
                     auth.ensure_token()
                     request = json.loads(line)
                     child = start_child(auth, request)
-                    buffers[child], ids[child] = bytearray(), request["id"]
+                    children[child] = (request["id"], bytearray())
                     selector.register(child, selectors.EVENT_READ, "reply")
                 continue
             chunk = os.read(key.fd, 65536)
             if chunk:
-                buffers[key.fd] += chunk
+                children[key.fd][1].extend(chunk)
                 continue
             selector.unregister(key.fd)
             os.close(key.fd)
-            text, request_id = bytes(buffers.pop(key.fd)), ids.pop(key.fd)
+            request_id, text = children.pop(key.fd)
             reply = json.loads(text) if text else {"id": request_id, "rc": 1, "out": "",
                                                    "err": "the command's process ended without a reply\n"}
             if reply.pop("refused", False):
