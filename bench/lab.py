@@ -71,15 +71,14 @@ def one(controllers: int, tag: str, timeout: float) -> dict[str, object]:
     green_s = None
     lowest = mem_available_kb()
     if up.returncode == 0:
-        check = subprocess.Popen([*LAB, "--name", name, "check", "--json"], stdout=subprocess.PIPE, text=True)
+        # One run of every check, as a user runs them: with three controllers `--failover` kills one once the
+        # rest is checked, and the server is built while it rejoins.
+        check = subprocess.Popen([*LAB, "--name", name, "check", "--json",
+                                  *(["--failover"] if controllers == 3 else [])], stdout=subprocess.PIPE, text=True)
         while check.poll() is None:
             lowest = min(lowest, mem_available_kb())
             time.sleep(1)
         checks = json.loads(check.stdout.read() or "{}").get("results", [])  # type: ignore[union-attr]
-        if controllers == 3:
-            failover = subprocess.run([*LAB, "--name", name, "check", "--only", "failover", "--json"],
-                                      capture_output=True, text=True)
-            checks += json.loads(failover.stdout or "{}").get("results", [])
         if checks and all(c["ok"] for c in checks):
             green_s = round(time.monotonic() - started, 1)
     subprocess.run([*LAB, "--name", name, "destroy"], capture_output=True)

@@ -4,7 +4,8 @@ Each check finds or creates what it needs under fixed `goldstack-check-*` names,
 can run again on the same lab. The OpenStack client runs on a controller (python3-openstackclient is in
 the controller image; compose/osc.py keeps it running there) with the admin credentials its agent wrote;
 Horizon is driven from this host by Debian's headless Chromium. `failover` is destructive (it kills the
-controller holding the VIP) and runs only when asked.
+controller holding the VIP) and runs only when asked: once everything but the server is checked, so the
+server is built while the killed controller rejoins.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,6 +61,13 @@ class LabView:
     compose: Callable[..., subprocess.CompletedProcess] | None = None  # runs a compose subcommand
     client: str = ""  # controller whose OpenStack client the checks use
     clients: osc.Clients = field(default_factory=osc.Clients)
+    milestones: set[str] = field(default_factory=set)  # "check:moment" reached by a running check
+    changed: threading.Event = field(default_factory=threading.Event)  # wakes the scheduler
+
+    def reach(self, check: str, moment: str) -> None:
+        """A check got far enough for the checks that wait on `check:moment` (see NEEDS) to start."""
+        self.milestones.add(f"{check}:{moment}")
+        self.changed.set()
 
     def __post_init__(self) -> None:
         self.client = self.client or self.controllers()[0]
@@ -382,6 +391,7 @@ def check_failover(lab: LabView) -> tuple[str, dict]:
     finally:  # the lab gets its controller back whatever happened
         lab.compose("start", victim)
     restarted = time.monotonic()
+    lab.reach("failover", "restarted")  # the cloud answers again: a server can be built while it rejoins
     lab.containers[victim] = container  # `start` brings back the same container
     booted = agents.container_started(container) or time.time()
 
@@ -406,10 +416,24 @@ CHECKS: dict[str, Callable[[LabView], tuple[str, dict]]] = {
 DESTRUCTIVE = {"failover": check_failover}
 
 
-# What a check uses that other checks make: it starts once those (when selected) have finished. The others
-# run together (they read, or make their own resources). `failover` kills a controller: alone, last.
-NEEDS: dict[str, tuple[str, ...]] = {"server": ("image", "network", "volume"), "failover": tuple(CHECKS)}
+# What a check uses that other checks make: it starts once those (when selected) have finished, or have
+# reached the named moment ("check:moment", see LabView.reach). The others run together (they read, or make
+# their own resources). `failover` kills a controller once the rest is checked, alone; the server is built
+# while the killed controller rejoins (its restart costs the most, and nova waits on the compute node).
+NEEDS: dict[str, tuple[str, ...]] = {
+    "server": ("image", "network", "volume", "failover:restarted"),
+    "failover": tuple(c for c in CHECKS if c != "server"),
+}
 PARALLEL = 6
+
+
+def waits(lab: LabView, name: str, pending: set[str]) -> bool:
+    """`name` still waits for a pending check (one selected, not finished) or a moment not yet reached."""
+    for need in NEEDS.get(name, ()):
+        check = need.split(":", 1)[0]
+        if check in pending and need not in lab.milestones:
+            return True
+    return False
 
 
 def run_one(lab: LabView, name: str) -> Result:
@@ -430,10 +454,16 @@ def run(lab: LabView, names: list[str], progress: Callable[[Result], None] = lam
     lab.clients.start([lab.containers[c] for c in lab.controllers() if c in lab.containers])
     with ThreadPoolExecutor(max_workers=PARALLEL, thread_name_prefix="check") as pool:
         while waiting or running:
-            for name in [n for n in waiting if not set(NEEDS.get(n, ())) & (set(waiting) | set(running.values()))]:
+            lab.changed.clear()
+            pending = set(waiting) | set(running.values())
+            for name in [n for n in waiting if not waits(lab, n, pending)]:
                 waiting.remove(name)
                 running[pool.submit(run_one, lab, name)] = name
-            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            if not running:
+                raise RuntimeError(f"checks wait on each other: {', '.join(waiting)}")
+            # Wake when a check ends, or when one reaches a moment another waits on.
+            while not (finished := [f for f in running if f.done()]) and not lab.changed.wait(0.2):
+                pass
             for future in finished:
                 result = future.result()
                 results[running.pop(future)] = result

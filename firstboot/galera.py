@@ -109,9 +109,14 @@ class Decision:
     new_cluster: bool = False  # bootstrap of a brand-new cluster (vs. recovery)
 
 
+def serving_peers(me: str, reports: dict[str, Report | None]) -> list[str]:
+    """The other controllers a joiner can join now (Primary, Synced, with the state-transfer account)."""
+    return sorted(n for n, r in reports.items() if r and n != me and r.serving)
+
+
 def decide(me: str, reports: dict[str, Report | None]) -> Decision:
     """The action for node `me`, given every controller's report (None = unreachable)."""
-    serving = sorted(n for n, r in reports.items() if r and n != me and r.serving)
+    serving = serving_peers(me, reports)
     if serving:
         return Decision(JOIN, f"{serving[0]} is Primary and Synced")
     mine = reports.get(me)

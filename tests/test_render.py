@@ -184,6 +184,9 @@ def test_haproxy_prefers_one_galera_writer(doc_of):
     cfg = tree_of(doc_of("ctl3"))["/etc/haproxy/haproxy.cfg"].content.decode()
     assert "server ctl1 10.99.0.11:3306 check\n" in cfg
     assert "server ctl2 10.99.0.12:3306 check backup" in cfg
+    # ... and stays on the node it moved to when the first comes back (no failback).
+    galera = cfg.split("\nlisten galera\n")[1].split("\nlisten ")[0]
+    assert "stick-table type ip size 1 nopurge" in galera and "stick on dst" in galera
     for api in catalog.APIS:
         assert f"bind 10.99.0.10:{catalog.PORTS[api.name]}" in cfg
     # A dead controller's servers go down on the first failed connection, not after three health checks.

@@ -16,7 +16,7 @@ from firstboot.steps.base import Context, Step
 from firstboot.steps.units import UnitsStep
 
 PEER_TIMEOUT = 3
-POLL_SECONDS = 2
+POLL_SECONDS = 1  # local status and peers' health endpoints: cheap to ask, and each wait is on the way up
 NEW_CLUSTER_VARIABLE = "_WSREP_NEW_CLUSTER"
 MAX_START_FAILURES = 3
 
@@ -88,14 +88,16 @@ class GaleraStep(Step):
                          "while)")
                 time.sleep(POLL_SECONDS)
                 continue
-            if not mine.fresh and mine.seqno < 0:
+            reports = gather_reports(ctx, mine)
+            # Only a choice of who bootstraps needs this node's position: a node joining a serving peer
+            # leaves it to MariaDB's own start (galera_recovery), which takes it again anyway.
+            if not mine.fresh and mine.seqno < 0 and not galera.serving_peers(me, reports):
                 ctx.note("recovering the last committed position (mariadbd --wsrep-recover)")
                 found = galera_local.wsrep_recover(ctx.root)
                 if found is None:
                     raise RuntimeError("mariadbd --wsrep-recover printed no position; see the MariaDB error log")
                 galera_local.save_recovered(*found, root=ctx.root)
                 continue
-            reports = gather_reports(ctx, mine)
             decision = galera.decide(me, reports)
             ctx.note(f"{decision.action}: {decision.reason}; peers: {_summary(reports)}")
             if decision.action == galera.WAIT:

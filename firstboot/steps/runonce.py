@@ -156,7 +156,7 @@ class DatabasesStep(PhaseStep):
         from firstboot.steps.galera import cluster_complete
 
         proc.wait_for(lambda: cluster_complete(ctx), ctx.doc.options["cluster_wait_seconds"],
-                      "every controller Synced in Galera", interval=2)
+                      "every controller Synced in Galera", interval=1)
 
 
 class MessagingStep(PhaseStep):

@@ -1,0 +1,64 @@
+"""The order the lab checks run in (compose/checks.py's NEEDS), with stand-in checks that record when they
+start and end: `failover` starts only once every other check but the server is through, and the server is
+built while the killed controller rejoins, not after. The real checks run in tests/test_lab.py."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "compose"))
+import checks
+
+
+@pytest.fixture
+def recorded(monkeypatch, tmp_path):
+    events: list[tuple[str, str]] = []
+    lock = threading.Lock()
+
+    def record(name: str, what: str) -> None:
+        with lock:
+            events.append((name, what))
+
+    def stand_in(name: str, seconds: float):
+        def check(lab: checks.LabView) -> tuple[str, dict]:
+            record(name, "start")
+            if name == "failover":
+                time.sleep(seconds)
+                record(name, "restarted")
+                lab.reach("failover", "restarted")
+            time.sleep(seconds)
+            record(name, "end")
+            return "ok", {}
+        return check
+
+    monkeypatch.setattr(checks, "CHECKS", {n: stand_in(n, 1.0 if n == "horizon" else 0.2) for n in checks.CHECKS})
+    monkeypatch.setattr(checks, "DESTRUCTIVE", {"failover": stand_in("failover", 0.5)})
+    lab = checks.LabView(nodes={"ctl1": "controller"}, containers={}, vip="192.0.2.10", admin_password="",
+                         artifacts=tmp_path)
+    return lab, events
+
+
+def test_failover_follows_the_other_checks_and_the_server_is_built_while_the_controller_rejoins(recorded):
+    lab, events = recorded
+    results = checks.run(lab, [*checks.CHECKS, "failover"])
+    assert all(r.ok for r in results) and [r.name for r in results] == [*checks.CHECKS, "failover"]
+    at = {event: i for i, event in enumerate(events)}
+    for name in checks.CHECKS:
+        if name != "server":
+            assert at[(name, "end")] < at[("failover", "start")], events
+    assert at[("failover", "restarted")] < at[("server", "start")] < at[("failover", "end")], events
+
+
+def test_without_failover_the_server_waits_only_for_what_it_uses(recorded):
+    lab, events = recorded
+    results = checks.run(lab, list(checks.CHECKS))
+    assert all(r.ok for r in results)
+    at = {event: i for i, event in enumerate(events)}
+    for name in ("image", "network", "volume"):
+        assert at[(name, "end")] < at[("server", "start")], events
+    assert at[("server", "start")] < at[("horizon", "end")], events  # horizon is not waited for
