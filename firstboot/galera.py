@@ -41,6 +41,18 @@ def parse_grastate(text: str) -> Position:
     return Position(fields.get("uuid", NIL_UUID) or NIL_UUID, seqno, fields.get("safe_to_bootstrap", "0") == "1")
 
 
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def seeded_grastate(seed: Position, safe_to_bootstrap: bool) -> str:
+    """The saved state of a node whose data is still the image's: the seed's position (see
+    galera_local.seed_from_image)."""
+    if not _UUID.match(seed.uuid) or seed.uuid == NIL_UUID or seed.seqno < 0:
+        raise ValueError(f"not a Galera position: {seed.uuid}:{seed.seqno}")
+    return (f"# GALERA saved state\nversion: 2.1\nuuid:    {seed.uuid}\nseqno:   {seed.seqno}\n"
+            f"safe_to_bootstrap: {int(safe_to_bootstrap)}\n")
+
+
 def set_safe_to_bootstrap(text: str) -> str:
     """grastate.dat with safe_to_bootstrap: 1 (what galera_new_cluster needs after a crash)."""
     if re.search(r"^safe_to_bootstrap:", text, re.M):

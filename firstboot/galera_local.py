@@ -15,6 +15,9 @@ from firstboot.proc import unit_state
 
 DATADIR = "/var/lib/mysql"
 GRASTATE = f"{DATADIR}/grastate.dat"
+# Kept by the image build beside the data it made (elements/goldstack-controller/install.d/
+# 62-goldstack-galera-seed): that data's grastate.dat, as of a one-node cluster formed on it and stopped.
+SEED_FILE = f"{DATADIR}/goldstack-galera-seed"
 SST_USER = "goldstack_sst"
 RECOVERED_FILE = "/var/lib/goldstack/galera-recovered.json"
 FORCE_FILE = "/var/lib/goldstack/galera-force-bootstrap"
@@ -113,6 +116,34 @@ def report(node: str, root: Path = Path("/")) -> galera.Report:
     return galera.Report(**common, primary=primary, state=state,  # type: ignore[arg-type]
                          accounts=primary and state in galera.SERVING_STATES and accounts_ready(),
                          settling=settling(service))
+
+
+def seed_from_image(root: Path = Path("/"), bootstrap: bool = False) -> str | None:
+    """Give a blank node the image's seed state before MariaDB first starts on it; the seed's UUID, or None.
+
+    Every controller's data starts as the same image's, with the same Galera position in InnoDB. With
+    grastate.dat saying so too, the cluster a seeded node bootstraps continues the seed's history, and
+    a seeded joiner needs only the writesets since: an IST from the donor's cache, not a full state
+    transfer (SST) of the donor's data. A node whose data or cache does not fit still gets an SST, as
+    Galera decides. The seed is used once: from then on MariaDB keeps grastate.dat."""
+    seed = under_root(root, SEED_FILE)
+    try:
+        text = seed.read_text()
+        owner = seed.stat()
+    except FileNotFoundError:
+        return None
+    path = under_root(root, GRASTATE)
+    try:
+        if path.exists():  # MariaDB ran on this data already: the seed no longer describes it
+            return None
+        position = galera.parse_grastate(text)
+        atomic_write(path, galera.seeded_grastate(position, bootstrap).encode(), 0o660, owner.st_uid,
+                     owner.st_gid)
+        return position.uuid
+    except ValueError:  # not a position: no seed
+        return None
+    finally:
+        seed.unlink()
 
 
 def clean_stale_sst_files(root: Path = Path("/")) -> list[str]:

@@ -155,3 +155,33 @@ def test_schema_changes_wait_while_a_joiner_still_runs_its_start_up_upgrade(monk
     assert "ctl2=Synced (MariaDB's start-up upgrade check still running)" in notes[-1]
     peers["ctl2"] = synced("ctl2")
     assert galera_step.cluster_complete(ctx)
+
+
+def test_a_blank_node_takes_the_image_s_seed_state_once(tmp_path):
+    """The seed becomes grastate.dat at its position (safe to bootstrap only for the bootstrapper), owned as the
+    seed was, and is then gone; data MariaDB already ran on keeps its own state and loses the seed."""
+    from firstboot import galera_local
+
+    datadir = tmp_path / galera_local.DATADIR.lstrip("/")
+    datadir.mkdir(parents=True)
+    seed = tmp_path / galera_local.SEED_FILE.lstrip("/")
+    seed.write_text(f"# GALERA saved state\nversion: 2.1\nuuid:    {UUID_A}\nseqno:   1\nsafe_to_bootstrap: 1\n")
+    assert galera_local.seed_from_image(tmp_path, bootstrap=True) == UUID_A
+    grastate = tmp_path / galera_local.GRASTATE.lstrip("/")
+    assert galera.parse_grastate(grastate.read_text()) == galera.Position(UUID_A, 1, True)
+    assert grastate.stat().st_mode & 0o777 == 0o660 and not seed.exists()
+    assert galera_local.seed_from_image(tmp_path) is None  # used once
+
+    seed.write_text(f"uuid: {UUID_B}\nseqno: 1\n")
+    grastate.write_text("uuid: 33333333-3333-3333-3333-333333333333\nseqno: -1\n")
+    assert galera_local.seed_from_image(tmp_path) is None
+    assert "33333333" in grastate.read_text() and not seed.exists()
+
+    grastate.unlink()
+    seed.write_text(f"uuid: {UUID_B}\nseqno: -1\n")  # no position
+    assert galera_local.seed_from_image(tmp_path) is None and not grastate.exists() and not seed.exists()
+
+
+def test_a_seeded_joiner_s_state_is_not_safe_to_bootstrap():
+    seed = galera.Position(UUID_B, 1, True)
+    assert galera.parse_grastate(galera.seeded_grastate(seed, False)) == galera.Position(UUID_B, 1, False)

@@ -17,6 +17,8 @@ from firstboot.steps.units import UnitsStep
 
 PEER_TIMEOUT = 3
 POLL_SECONDS = 1  # local status and peers' health endpoints: cheap to ask, and each wait is on the way up
+# mariadb.service's ExecStart passes this variable to mariadbd: --wsrep-new-cluster to bootstrap, or a
+# joiner's --wsrep-sst-donor. Read when the unit spawns the server, so it is unset once MariaDB runs.
 NEW_CLUSTER_VARIABLE = "_WSREP_NEW_CLUSTER"
 MAX_START_FAILURES = 3
 
@@ -84,6 +86,7 @@ class GaleraStep(Step):
                 proc.systemctl("reset-failed", "mariadb")
                 continue
             if mine.running:
+                proc.systemctl("unset-environment", NEW_CLUSTER_VARIABLE)
                 ctx.note(f"MariaDB is {mine.service}; waiting for Primary and Synced (state transfer may take a "
                          "while)")
                 time.sleep(POLL_SECONDS)
@@ -105,6 +108,13 @@ class GaleraStep(Step):
                 continue
             galera_local.clean_stale_sst_files(ctx.root)
             if decision.action == galera.JOIN:
+                if mine.fresh and galera_local.seed_from_image(ctx.root):
+                    ctx.note("joining with the image's seed state: the donor sends the writesets since (IST)")
+                # The donor is one that served before this join: left to choose, a joiner waiting for a busy
+                # donor took another joiner just Synced, whose cache lacked the latest writeset, and its IST
+                # failed (seen after a full power loss, both joiners starting in the same second).
+                donors = ",".join(galera.serving_peers(me, reports))
+                proc.systemctl("set-environment", f"{NEW_CLUSTER_VARIABLE}=--wsrep-sst-donor={donors}")
                 proc.systemctl("start", "--no-block", "mariadb")
             else:
                 action = "bootstrapped a new cluster" if decision.new_cluster else "bootstrapped after a full stop"
@@ -123,6 +133,8 @@ class GaleraStep(Step):
         if not mine.fresh:
             path = ctx.path(galera_local.GRASTATE)
             path.write_text(galera.set_safe_to_bootstrap(path.read_text()))
+        else:
+            galera_local.seed_from_image(ctx.root, bootstrap=True)
         # What galera_new_cluster does, without its environment file: that file moved between MariaDB
         # 11.8 updates (/run/mysqld/wsrep-new-cluster, then /run/mariadb-wsrep-new-cluster), while the
         # unit's ExecStart reads $_WSREP_NEW_CLUSTER from systemd's environment in every version.
