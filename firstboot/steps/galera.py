@@ -17,9 +17,10 @@ from firstboot.steps.units import UnitsStep
 
 PEER_TIMEOUT = 3
 POLL_SECONDS = 1  # local status and peers' health endpoints: cheap to ask, and each wait is on the way up
-# mariadb.service's ExecStart passes this variable to mariadbd: --wsrep-new-cluster to bootstrap, or a
-# joiner's --wsrep-sst-donor. Read when the unit spawns the server, so it is unset once MariaDB runs.
-NEW_CLUSTER_VARIABLE = "_WSREP_NEW_CLUSTER"
+# mariadb.service's ExecStart passes this variable (named for galera_new_cluster, its first user) to
+# mariadbd: --wsrep-new-cluster to bootstrap, or a joiner's --wsrep-sst-donor. Read when the unit spawns
+# the server, so it is unset once MariaDB runs.
+SERVER_ARGS_VARIABLE = "_WSREP_NEW_CLUSTER"
 MAX_START_FAILURES = 3
 
 
@@ -71,6 +72,7 @@ class GaleraStep(Step):
         deadline = time.monotonic() + ctx.doc.options["cluster_wait_seconds"]
         failures = 0
         action = "joined"
+        args_set = False  # SERVER_ARGS_VARIABLE holds a joiner's donors until its server runs
         while True:
             mine = galera_local.report(me, ctx.root)
             if mine.primary and mine.synced:
@@ -86,7 +88,9 @@ class GaleraStep(Step):
                 proc.systemctl("reset-failed", "mariadb")
                 continue
             if mine.running:
-                proc.systemctl("unset-environment", NEW_CLUSTER_VARIABLE)
+                if args_set:
+                    proc.systemctl("unset-environment", SERVER_ARGS_VARIABLE)
+                    args_set = False
                 ctx.note(f"MariaDB is {mine.service}; waiting for Primary and Synced (state transfer may take a "
                          "while)")
                 time.sleep(POLL_SECONDS)
@@ -114,7 +118,8 @@ class GaleraStep(Step):
                 # donor took another joiner just Synced, whose cache lacked the latest writeset, and its IST
                 # failed (seen after a full power loss, both joiners starting in the same second).
                 donors = ",".join(galera.serving_peers(me, reports))
-                proc.systemctl("set-environment", f"{NEW_CLUSTER_VARIABLE}=--wsrep-sst-donor={donors}")
+                proc.systemctl("set-environment", f"{SERVER_ARGS_VARIABLE}=--wsrep-sst-donor={donors}")
+                args_set = True
                 proc.systemctl("start", "--no-block", "mariadb")
             else:
                 action = "bootstrapped a new cluster" if decision.new_cluster else "bootstrapped after a full stop"
@@ -138,11 +143,11 @@ class GaleraStep(Step):
         # What galera_new_cluster does, without its environment file: that file moved between MariaDB
         # 11.8 updates (/run/mysqld/wsrep-new-cluster, then /run/mariadb-wsrep-new-cluster), while the
         # unit's ExecStart reads $_WSREP_NEW_CLUSTER from systemd's environment in every version.
-        proc.systemctl("set-environment", f"{NEW_CLUSTER_VARIABLE}=--wsrep-new-cluster")
+        proc.systemctl("set-environment", f"{SERVER_ARGS_VARIABLE}=--wsrep-new-cluster")
         try:
             proc.systemctl("start", "mariadb", timeout=900)
         finally:
-            proc.systemctl("unset-environment", NEW_CLUSTER_VARIABLE)
+            proc.systemctl("unset-environment", SERVER_ARGS_VARIABLE)
 
 
 def gather_reports(ctx: Context, mine: galera.Report) -> dict[str, galera.Report | None]:
