@@ -90,6 +90,7 @@ class Report:
     # alters the mysql.* tables) still runs. A joiner upgrades the tables its state transfer brought, and
     # a GRANT replicated to it meanwhile deadlocks its applier with the upgrade: every node then hangs.
     settling: bool = False
+    members: int = 0  # wsrep_cluster_size: how many nodes its Primary component holds (0 = not known)
 
     @property
     def running(self) -> bool:
@@ -119,6 +120,7 @@ class Decision:
     action: str  # join | bootstrap | wait
     reason: str
     new_cluster: bool = False  # bootstrap of a brand-new cluster (vs. recovery)
+    yielding: bool = False  # waits for earlier joiners only: the caller may stop yielding (see decide)
 
 
 def serving_peers(me: str, reports: dict[str, Report | None]) -> list[str]:
@@ -126,10 +128,29 @@ def serving_peers(me: str, reports: dict[str, Report | None]) -> list[str]:
     return sorted(n for n, r in reports.items() if r and n != me and r.serving)
 
 
-def decide(me: str, reports: dict[str, Report | None]) -> Decision:
-    """The action for node `me`, given every controller's report (None = unreachable)."""
+def entering_before(me: str, reports: dict[str, Report | None]) -> list[str]:
+    """Joiners ahead of `me` (earlier by name) not yet in the serving peers' Primary component.
+
+    Joiners enter one at a time: a node that connects while the cluster installs the view admitting
+    another is turned away (the donor "forgets" it) and may not reconnect for gmcast.time_wait (5 s):
+    seen here as a joiner Synced 7 s after the other, the schema syncs waiting for it."""
+    serving = serving_peers(me, reports)
+    members = max((reports[n].members for n in serving if reports[n]), default=0)  # type: ignore[union-attr]
+    ahead = sorted(n for n, r in reports.items()
+                   if r is not None and n < me and n not in serving and r.service != "failed")
+    return ahead if members < len(serving) + len(ahead) else []
+
+
+def decide(me: str, reports: dict[str, Report | None], yield_to_earlier: bool = True) -> Decision:
+    """The action for node `me`, given every controller's report (None = unreachable). With a serving peer
+    it joins, once the joiners ahead of it are in (unless yield_to_earlier is off: the caller bounds how
+    long it yields to a joiner that does not come)."""
     serving = serving_peers(me, reports)
     if serving:
+        ahead = entering_before(me, reports) if yield_to_earlier else []
+        if ahead:
+            return Decision(WAIT, f"{serving[0]} is Primary and Synced; letting {', '.join(ahead)} enter the "
+                                  "cluster first (joiners enter one at a time)", yielding=True)
         return Decision(JOIN, f"{serving[0]} is Primary and Synced")
     mine = reports.get(me)
     if mine and mine.force_bootstrap:

@@ -115,7 +115,7 @@ def report(node: str, root: Path = Path("/")) -> galera.Report:
         common["fresh"] = False
     return galera.Report(**common, primary=primary, state=state,  # type: ignore[arg-type]
                          accounts=primary and state in galera.SERVING_STATES and accounts_ready(),
-                         settling=settling(service))
+                         settling=settling(service), members=int(status.get("wsrep_cluster_size") or 0))
 
 
 def seed_from_image(root: Path = Path("/"), bootstrap: bool = False) -> str | None:

@@ -21,7 +21,7 @@ class CommandFailed(GoldstackError):
     pass
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """A db sync must not outlive an agent that was killed: its successor would run it a second time."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -33,7 +33,7 @@ def run(argv: Sequence[str], user: str | None = None, env: Mapping[str, str] | N
     try:
         proc = subprocess.run(list(argv), user=user, group=user, extra_groups=[] if user else None, env=full_env,
                               input=input_text, capture_output=True, text=True, timeout=timeout,
-                              preexec_fn=_die_with_parent, cwd="/")
+                              preexec_fn=die_with_parent, cwd="/")
     except subprocess.TimeoutExpired:
         raise CommandFailed(f"{' '.join(argv)} did not finish within {timeout:.0f}s") from None
     except FileNotFoundError:

@@ -185,3 +185,36 @@ def test_a_blank_node_takes_the_image_s_seed_state_once(tmp_path):
 def test_a_seeded_joiner_s_state_is_not_safe_to_bootstrap():
     seed = galera.Position(UUID_B, 1, True)
     assert galera.parse_grastate(galera.seeded_grastate(seed, False)) == galera.Position(UUID_B, 1, False)
+
+
+def serving_with(node: str, members: int) -> Report:
+    return Report(node=node, service="active", primary=True, state="Synced", accounts=True, fresh=False,
+                  uuid=UUID_A, seqno=12, members=members)
+
+
+def test_joiners_enter_one_at_a_time_in_name_order():
+    """Two joiners connecting at once: the one arriving while the other's view is installed is turned
+    away for Galera's time_wait. The later name waits until the earlier is in the serving peer's view."""
+    reports = {"ctl1": serving_with("ctl1", 1), "ctl2": new("ctl2"), "ctl3": new("ctl3")}
+    assert decide("ctl2", reports).action == JOIN
+    waiting = decide("ctl3", reports)
+    assert (waiting.action, waiting.yielding) == (WAIT, True) and "ctl2" in waiting.reason
+    reports["ctl2"] = Report(node="ctl2", service="activating")
+    assert decide("ctl3", reports).action == WAIT
+    reports["ctl1"] = serving_with("ctl1", 2)  # ctl2 is in the Primary component (still receiving its IST)
+    assert decide("ctl3", reports).action == JOIN
+
+
+def test_a_joiner_stops_yielding_when_told_and_never_to_a_failed_or_unreachable_peer():
+    reports = {"ctl1": serving_with("ctl1", 1), "ctl2": new("ctl2"), "ctl3": new("ctl3")}
+    assert decide("ctl3", reports, yield_to_earlier=False).action == JOIN
+    for ahead in (None, Report(node="ctl2", service="failed")):
+        reports["ctl2"] = ahead
+        assert decide("ctl3", reports).action == JOIN
+
+
+def test_a_restarted_controller_joins_at_once_whatever_its_name():
+    reports = {"ctl1": new("ctl1"), "ctl2": serving_with("ctl2", 2), "ctl3": serving_with("ctl3", 2)}
+    assert decide("ctl1", reports).action == JOIN
+    reports = {"ctl1": serving_with("ctl1", 2), "ctl2": serving_with("ctl2", 2), "ctl3": stopped("ctl3", 40)}
+    assert decide("ctl3", reports).action == JOIN

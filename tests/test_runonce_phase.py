@@ -84,9 +84,9 @@ def test_a_task_never_starts_before_what_it_follows(phase_of):
     assert finished == set(shape)
 
 
-def test_the_database_phase_s_longest_chain_is_nova_s():
+def test_the_database_phase_s_longest_chains_are_nova_s_and_neutron_s():
     todo = {t.name: t for t in tasks.phase(tasks.DATABASE)}
-    assert runonce_step.longest_chain(todo) == {"databases", "nova-api-db-sync", "nova-map-cell0", "nova-db-sync"}
+    assert runonce_step.longest_chain(todo) == {"databases", "nova-db", "neutron-db-upgrade"}
 
 
 def test_tasks_off_the_longest_chain_run_nicer(phase_of):
@@ -109,3 +109,12 @@ def test_tasks_off_the_longest_chain_run_nicer(phase_of):
     assert all(seen[n] >= base + runonce_step.SLACK_NICE for n in slack), seen
     if os.geteuid() == 0:  # only root can give a pool thread its priority back for the next task
         assert all(seen[n] == base for n in set(shape) - slack), seen
+
+
+def test_a_task_of_several_commands_weighs_as_many():
+    """A task running four commands in one forkrun is a longer chain than two one-command tasks."""
+    def noop(doc) -> str:
+        return ""
+    todo = {"a": tasks.Task("a", "test", "pkg", noop), "b": tasks.Task("b", "test", "pkg", noop, ("a",)),
+            "c": tasks.Task("c", "test", "pkg", noop, weight=4)}
+    assert runonce_step.longest_chain(todo) == {"c"}

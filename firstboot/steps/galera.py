@@ -22,6 +22,9 @@ POLL_SECONDS = 1  # local status and peers' health endpoints: cheap to ask, and 
 # the server, so it is unset once MariaDB runs.
 SERVER_ARGS_VARIABLE = "_WSREP_NEW_CLUSTER"
 MAX_START_FAILURES = 3
+# How long a joiner lets the joiners ahead of it enter first (galera.entering_before): one that does not
+# come in that time (its agent slower, its start failing) no longer holds this one back.
+YIELD_SECONDS = 10
 
 
 class GaleraEndpointStep(UnitsStep):
@@ -73,6 +76,7 @@ class GaleraStep(Step):
         failures = 0
         action = "joined"
         args_set = False  # SERVER_ARGS_VARIABLE holds a joiner's donors until its server runs
+        yielding_since: float | None = None
         while True:
             mine = galera_local.report(me, ctx.root)
             if mine.primary and mine.synced:
@@ -106,6 +110,10 @@ class GaleraStep(Step):
                 galera_local.save_recovered(*found, root=ctx.root)
                 continue
             decision = galera.decide(me, reports)
+            if decision.yielding:
+                yielding_since = yielding_since or time.monotonic()
+                if time.monotonic() - yielding_since > YIELD_SECONDS:
+                    decision = galera.decide(me, reports, yield_to_earlier=False)
             ctx.note(f"{decision.action}: {decision.reason}; peers: {_summary(reports)}")
             if decision.action == galera.WAIT:
                 time.sleep(POLL_SECONDS)

@@ -23,19 +23,20 @@ SLACK_NICE = 10  # the priority of tasks off the phase's longest chain (children
 
 
 def longest_chain(todo: dict[str, tasks.Task]) -> set[str]:
-    """The tasks on the phase's longest chains of dependencies: the phase cannot end before they do, while
-    every other task has time to spare."""
-    best: dict[str, list[str]] = {}
+    """The tasks on the phase's longest chains of dependencies, counted in commands (each starts a
+    service's code): the phase cannot end before they do, while every other task has time to spare."""
+    best: dict[str, tuple[int, list[str]]] = {}
 
-    def chain_to(name: str) -> list[str]:
+    def chain_to(name: str) -> tuple[int, list[str]]:
         if name not in best:
             before = [chain_to(a) for a in todo[name].after if a in todo]
-            best[name] = [*max(before, key=len, default=[]), name]
+            weight, names = max(before, key=lambda c: c[0], default=(0, []))
+            best[name] = (weight + todo[name].weight, [*names, name])
         return best[name]
 
     chains = [chain_to(n) for n in todo]
-    longest = max(map(len, chains), default=0)
-    return {name for chain in chains if len(chain) == longest for name in chain}
+    longest = max((w for w, _ in chains), default=0)
+    return {name for weight, names in chains if weight == longest for name in names}
 
 
 @contextmanager
@@ -140,7 +141,7 @@ class PhaseStep(Step):
         self.before(ctx)
         run_phase(ctx, self.phase)
         mine = [n for n, r in ctx.state.data["agent"].get("tasks", {}).items()
-                if r.get("ran_here") and tasks.TASKS_BY_NAME[n].phase == self.phase]
+                if r.get("ran_here") and n in tasks.TASKS_BY_NAME and tasks.TASKS_BY_NAME[n].phase == self.phase]
         return f"{len(tasks.phase(self.phase))} tasks done; ran here: {', '.join(mine) or 'none'}"
 
 
