@@ -74,3 +74,21 @@ def test_an_exception_is_a_failure_with_its_traceback(tmp_path):
     done, _ = run(tmp_path, [{"argv": ["raise"]}])
     assert done.returncode == 1
     assert "RuntimeError: broken" in done.stderr
+
+
+def test_nova_s_chain_runs_the_install_guide_s_commands_in_order_as_nova(monkeypatch):
+    """What the nova-db task hands forkrun: one spec, nova's user, cell1's "exists" status allowed."""
+    from firstboot import proc, tasks
+
+    seen: list[tuple[list[str], str | None, dict]] = []
+    monkeypatch.setattr(proc, "run", lambda argv, user=None, env=None, **kw: seen.append((argv, user, env)))
+    detail = tasks.TASKS_BY_NAME["nova-db"].action(None)
+    (argv, user, env), = seen
+    spec = json.loads(argv[-1])
+    assert argv[1:3] == ["-m", "firstboot.forkrun"] and user == "nova"
+    assert Path(env["PYTHONPATH"], "firstboot", "forkrun.py").is_file()
+    assert (spec["entry"], spec["prog"]) == ("nova.cmd.manage:main", "nova-manage")
+    assert [c["argv"][:2] for c in spec["commands"]] == \
+        [["api_db", "sync"], ["cell_v2", "map_cell0"], ["cell_v2", "create_cell"], ["db", "sync"]]
+    assert [c["ok"] for c in spec["commands"]] == [[0], [0], [0, 2], [0]]
+    assert detail.startswith("nova-manage api_db sync; nova-manage cell_v2 map_cell0")
