@@ -76,12 +76,14 @@ class Script:
     preload: tuple[str, ...] = ()  # also imported (module) or called (module:function) once, before the fork
 
 
-def _chain(script: Script, commands: Callable[[Document], list[Command]],
-           env: Callable[[Document], dict[str, str]] | None = None):
+CommandOf = Command | Callable[[Document], Command]  # a command, or one made from the node's document
+
+
+def _chain(script: Script, commands: tuple[CommandOf, ...], env: Callable[[Document], dict[str, str]] | None = None):
     """One task's commands of one script, in order, in one forkrun: one import of the service's code
     instead of one per command (2-3 s of a core each for nova-manage)."""
     def action(doc: Document) -> str:
-        todo = commands(doc)
+        todo = [c if isinstance(c, Command) else c(doc) for c in commands]
         spec = {"entry": script.entry, "prog": script.prog, "preload": list(script.preload),
                 "commands": [{"argv": list(c.argv), "ok": list(c.ok_codes)} for c in todo]}
         proc.run([sys.executable, "-m", "firstboot.forkrun", json.dumps(spec)], user=script.user,
@@ -90,13 +92,10 @@ def _chain(script: Script, commands: Callable[[Document], list[Command]],
     return action
 
 
-def _chain_task(name: str, phase: str, package: str, script: Script, commands: list[Command],
+def _chain_task(name: str, phase: str, package: str, script: Script, commands: tuple[CommandOf, ...],
                 after: tuple[str, ...] = (), schema_of: tuple[str, ...] = (),
-                more: Callable[[Document], list[Command]] | None = None,
                 env: Callable[[Document], dict[str, str]] | None = None) -> Task:
-    """A task running `commands`, then the ones `more` makes from the node's document."""
-    return Task(name, phase, package, _chain(script, lambda doc: [*commands, *(more(doc) if more else [])], env),
-                after, schema_of, weight=len(commands) + (1 if more else 0))
+    return Task(name, phase, package, _chain(script, commands, env), after, schema_of, weight=len(commands))
 
 
 def _db_host(doc: Document) -> str:
@@ -125,13 +124,13 @@ def recreate_databases(doc: Document, databases: tuple[str, ...]) -> None:
                             for d in databases))
 
 
-def keystone_bootstrap(doc: Document) -> list[Command]:
+def keystone_bootstrap(doc: Document) -> Command:
     """Admin user, project, roles and the identity endpoints at the VIP; the password comes by environment."""
     url = api_url(doc, "keystone", "/v3")
-    return [Command(("bootstrap", "--bootstrap-username", "admin", "--bootstrap-project-name", "admin",
-                     "--bootstrap-role-name", "admin", "--bootstrap-service-name", "keystone",
-                     "--bootstrap-region-id", doc.region, "--bootstrap-admin-url", url,
-                     "--bootstrap-internal-url", url, "--bootstrap-public-url", url))]
+    return Command(("bootstrap", "--bootstrap-username", "admin", "--bootstrap-project-name", "admin",
+                    "--bootstrap-role-name", "admin", "--bootstrap-service-name", "keystone",
+                    "--bootstrap-region-id", doc.region, "--bootstrap-admin-url", url,
+                    "--bootstrap-internal-url", url, "--bootstrap-public-url", url))
 
 
 def keystone_bootstrap_env(doc: Document) -> dict[str, str]:
@@ -155,18 +154,18 @@ NOVA_MANAGE = Script("nova", "nova-manage", "nova.cmd.manage:main", ("nova.objec
 TASKS: tuple[Task, ...] = (
     Task("rabbitmq-users", MESSAGING, "rabbitmq-server", rabbitmq_users),
     Task("databases", DATABASE, _schema_version(), create_databases),
-    _chain_task("keystone-db", DATABASE, "keystone", KEYSTONE_MANAGE, [Command(("db_sync",))], ("databases",),
-                ("keystone",), more=keystone_bootstrap, env=keystone_bootstrap_env),
+    _chain_task("keystone-db", DATABASE, "keystone", KEYSTONE_MANAGE, (Command(("db_sync",)), keystone_bootstrap),
+                ("databases",), ("keystone",), env=keystone_bootstrap_env),
     _chain_task("glance-db", DATABASE, "glance-common", GLANCE_MANAGE,
-                [Command(("db_sync",)), Command(("db_load_metadefs",))], ("databases",), ("glance",)),
+                (Command(("db_sync",)), Command(("db_load_metadefs",))), ("databases",), ("glance",)),
     Task("placement-db-sync", DATABASE, "placement-common", _manage("placement", "placement-manage", "db", "sync"),
          ("databases",), ("placement",)),
     # The install guides' order. create_cell exits 2 when cell1 exists (a run killed after creating it, then
     # retried); `db sync` syncs cell0 through its mapping and cell1 through [database].
     _chain_task("nova-db", DATABASE, "nova-common", NOVA_MANAGE,
-                [Command(("api_db", "sync")), Command(("cell_v2", "map_cell0")),
+                (Command(("api_db", "sync")), Command(("cell_v2", "map_cell0")),
                  Command(("cell_v2", "create_cell", "--name=cell1", "--verbose"), ok_codes=(0, 2)),
-                 Command(("db", "sync"))], ("databases",), ("nova_api", "nova", "nova_cell0")),
+                 Command(("db", "sync"))), ("databases",), ("nova_api", "nova", "nova_cell0")),
     # One command, but some 140 migrations of DDL, each waiting on Galera: it takes as long as nova's chain.
     Task("neutron-db-upgrade", DATABASE, "neutron-common",
          _manage("neutron", "neutron-db-manage", *_NEUTRON_CONF, "upgrade", "heads"), ("databases",), ("neutron",),

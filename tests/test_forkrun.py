@@ -92,3 +92,18 @@ def test_nova_s_chain_runs_the_install_guide_s_commands_in_order_as_nova(monkeyp
         [["api_db", "sync"], ["cell_v2", "map_cell0"], ["cell_v2", "create_cell"], ["db", "sync"]]
     assert [c["ok"] for c in spec["commands"]] == [[0], [0], [0, 2], [0]]
     assert detail.startswith("nova-manage api_db sync; nova-manage cell_v2 map_cell0")
+
+
+def test_keystone_s_chain_bootstraps_at_the_vip_with_the_password_by_environment(monkeypatch, doc_of):
+    from firstboot import document, proc, tasks
+
+    doc = document.validate(doc_of("ctl1"))
+    seen: list[tuple[list[str], str | None, dict]] = []
+    monkeypatch.setattr(proc, "run", lambda argv, user=None, env=None, **kw: seen.append((argv, user, env)))
+    tasks.TASKS_BY_NAME["keystone-db"].action(doc)
+    (argv, user, env), = seen
+    commands = [c["argv"] for c in json.loads(argv[-1])["commands"]]
+    assert user == "keystone" and commands[0] == ["db_sync"] and commands[1][0] == "bootstrap"
+    assert f"http://{doc.vip}:5000/v3" in commands[1]
+    assert env["OS_BOOTSTRAP_PASSWORD"] == str(doc.secrets["keystone_admin"])
+    assert str(doc.secrets["keystone_admin"]) not in argv[-1]
