@@ -7,7 +7,8 @@ each child calls the script's entry point with that command's argv in a fresh pr
 parsed, no connection opened), exactly as the console script would, and the chain stops at the first
 command that fails.
 
-Stdlib only: it runs as the service's user (`python3 -m firstboot.forkrun SPEC`), SPEC a JSON object:
+It runs as the service's user with the firstboot package on PYTHONPATH (`python3 -m firstboot.forkrun SPEC`),
+importing only firstboot.proc of it; SPEC is a JSON object:
 {"entry": "nova.cmd.manage:main", "prog": "nova-manage", "preload": ["nova.objects:register_all"],
  "commands": [{"argv": ["api_db", "sync"], "ok": [0]}, ...]}
 The exit status is the failing command's own, or 0; stderr names each command as it starts.

@@ -34,7 +34,9 @@ class Task:
     # Databases this task creates the schema of. If its first-ever run was cut off half-way (MySQL DDL
     # is not transactional), they hold a partial schema and no data: they are emptied before the retry.
     schema_of: tuple[str, ...] = ()
-    weight: int = 1  # how many commands it runs: what the phase's longest chain is measured in
+    # Its length in command starts, what the phase's longest chain is measured in: the number of its
+    # commands, or more for one command that runs as long as several (neutron's upgrade).
+    weight: int = 1
 
     def before_retry(self, doc: Document) -> Callable[[], None] | None:
         if not self.schema_of:
