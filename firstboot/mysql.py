@@ -8,13 +8,27 @@ Galera aborts (certification conflict) comes back as a plain error code the call
 from __future__ import annotations
 
 import re
+import socket
 import subprocess
 
 SOCKET = "/run/mysqld/mysqld.sock"
+HANDSHAKE_V10, ERROR_PACKET = 0x0A, 0xFF  # the first payload byte of what a server sends on connecting
 ER_DUP_ENTRY = 1062
 ER_LOCK_DEADLOCK = 1213
 ER_UNKNOWN_COM_ERROR = 1047  # "WSREP has not yet prepared node for application use"
 _ERROR = re.compile(r"ERROR (\d+)")
+
+
+def greets(host: str, port: int, timeout: float = 3) -> bool:
+    """A MySQL server speaks first on connecting to host:port: its handshake (protocol 10), or an error
+    packet (0xff) when it refuses this client's host, before the databases step grants it. Either proves
+    the server is reachable; HAProxy accepts a TCP connection even with no server behind it."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as conn:
+            packet = conn.recv(64)
+    except OSError:
+        return False
+    return len(packet) > 4 and packet[4] in (HANDSHAKE_V10, ERROR_PACKET)
 
 
 class MysqlError(Exception):

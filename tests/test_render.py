@@ -227,8 +227,9 @@ def test_render_cli_preview(doc_of, tmp_path):
 
 
 @pytest.mark.parametrize("name", ["ctl1", "cmp1", "sto1"])
-def test_every_database_connection_gives_up_on_a_silent_server(doc_of, name):
-    """A connection through a dead HAProxy must end, not hold its worker (and keystone's cache lock) forever."""
+def test_every_database_connection_gives_up_on_a_silent_server_and_retries_soon(doc_of, name):
+    """A connection through a dead HAProxy must end, not hold its worker (and keystone's cache lock) forever;
+    one refused (the VIP moving) is tried again within a second, forever, not after oslo.db's 10 s."""
     limit = f"read_timeout={render.DB_IO_TIMEOUT_S}&write_timeout={render.DB_IO_TIMEOUT_S}"
     connections = [(path, section) for path, f in tree_of(doc_of(name)).items()
                    if path.startswith(("/etc/keystone", "/etc/glance", "/etc/placement", "/etc/nova", "/etc/neutron",
@@ -236,4 +237,16 @@ def test_every_database_connection_gives_up_on_a_silent_server(doc_of, name):
                    for section in ini(f).values() if section.get("connection", "").startswith("mysql")]
     for path, section in connections:
         assert limit in section["connection"], (path, section.name)
+        assert (section.get("max_retries"), section.get("retry_interval")) == ("-1", "1"), (path, section.name)
     assert len(connections) >= {"ctl1": 6, "cmp1": 0, "sto1": 1}[name], connections
+
+
+def test_keepalived_waits_for_a_holder_only_with_peers(inventory, site_secrets):
+    from tests.conftest import make_doc
+
+    three = tree_of(make_doc(inventory, "ctl2", site_secrets))["/etc/keepalived/keepalived.conf"].content.decode()
+    assert "state BACKUP" in three and "nopreempt" in three
+    assert "10.99.0.11" in three and "10.99.0.13" in three and "unicast_src_ip 10.99.0.12" in three
+    inventory["nodes"] = [n for n in inventory["nodes"] if n["name"] not in ("ctl2", "ctl3")]
+    alone = tree_of(make_doc(inventory, "ctl1", site_secrets))["/etc/keepalived/keepalived.conf"].content.decode()
+    assert "state MASTER" in alone and "nopreempt" not in alone and "unicast" not in alone

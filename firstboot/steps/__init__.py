@@ -15,9 +15,10 @@ from firstboot.steps.storage import CephMonStep, CephOsdStep, CephPoolsStep, Vol
 
 # Each step starts once the steps in its `after` are done; on a controller two lines run side by side:
 #   galera-endpoint -> galera -> infra (HAProxy + VIP, which every database URL goes through) -> databases
-#     -> keystone -> catalog
+#     -> keystone -> catalog -> image-store
 #   rabbitmq-boot (a node that ran before) -> rabbitmq (the cluster) -> rabbitmq-users (after infra too)
-# and meet at services -> network; image-store follows catalog. Compute: network -> compute.
+# and meet at services (after catalog and rabbitmq-users) -> network.
+# Compute: network -> compute.
 # Storage: ceph-mon -> ceph-osd -> ceph-pools -> volume.
 ALL_STEPS: tuple[Step, ...] = (
     HostsStep(), ConfigStep(), RabbitmqBootStep(), GaleraEndpointStep(), GaleraStep(), InfraStep(), RabbitmqStep(),

@@ -49,7 +49,9 @@ class ComputeStep(JoinStep):
     name = "compute"
     description = "start libvirt and nova-compute; wait until nova lists this hypervisor and neutron its agent"
     roles = _K
-    after = ("network", "config")
+    # Beside the network step, not after it: libvirt starts while both wait for the control plane, and
+    # nova-compute as soon as nova and placement answer (it needs Open vSwitch running, not the agent).
+    after = ("config",)
     groups = ("libvirt", "nova")
     service_user = "nova"
     service_apis = ("nova", "placement")
@@ -58,7 +60,8 @@ class ComputeStep(JoinStep):
 
     def prepare(self, ctx: Context) -> None:
         # nova-compute plugs its instances' ports into br-int through the OVSDB manager as it starts (after
-        # a reboot); the network step set both up, this makes sure of it when the step runs again alone.
+        # a reboot): the switch and its manager first (whichever of this step and the network step comes
+        # first sets them up).
         start_switch(ctx)
         start_units(ctx, ("libvirt",))
         proc.wait_for(lambda: proc.run(["virsh", "-q", "version"], ok_codes=(0, 1)).returncode == 0, 60,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
 
 from firstboot import catalog, cloud, proc
 from firstboot.steps.base import Context
@@ -17,6 +18,7 @@ from firstboot.steps.units import JoinStep, start_units, units_for
 
 TUN = "/dev/net/tun"
 TUN_DEVICE = (10, 200)
+_SWITCH_LOCK = threading.Lock()  # the network and compute steps run side by side and both need the switch
 
 
 def ensure_tun(ctx: Context) -> bool:
@@ -32,6 +34,11 @@ def ensure_tun(ctx: Context) -> bool:
 def start_switch(ctx: Context) -> None:
     """Open vSwitch running, listening for the OVSDB clients of neutron's agent and nova-compute (either may
     start first), with the provider bridge when this node has a provider interface."""
+    with _SWITCH_LOCK:
+        _start_switch(ctx)
+
+
+def _start_switch(ctx: Context) -> None:
     if ensure_tun(ctx):
         ctx.note(f"created {TUN} (the userspace datapath's TAP devices need it)")
     start_units(ctx, ("openvswitch",))

@@ -121,7 +121,8 @@ class JoinStep(UnitsStep):
         raise NotImplementedError
 
     def prepare(self, ctx: Context) -> None:
-        """What must hold on this node before its units start."""
+        """What must hold on this node before its units start; done before the wait for the control plane,
+        which it must not need, so that it overlaps the controllers' start."""
 
     def ready(self, ctx: Context) -> bool:
         ok, why = self.registered(ctx)
@@ -130,10 +131,10 @@ class JoinStep(UnitsStep):
         return ok
 
     def run(self, ctx: Context) -> str:
+        self.prepare(ctx)
         apis = ", ".join(("keystone", *self.service_apis))
         proc.wait_for(lambda: cloud.control_plane_answers(ctx.doc, self.service_user, self.service_apis),
                       ctx.doc.options["cluster_wait_seconds"], f"the control plane ({apis} through the VIP)",
                       interval=2, progress=ctx.note)
-        self.prepare(ctx)
         detail = super().run(ctx)
         return f"{detail}; {self.registered(ctx)[1]}"
