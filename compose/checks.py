@@ -145,6 +145,7 @@ def check_image(lab: LabView) -> tuple[str, dict]:
         lab.openstack("image", "create", "--disk-format", "raw", "--container-format", "bare", "--public",
                       "--file", path, IMAGE, timeout=300)
         lab.exec(lab.client, "rm", "-f", path)
+    lab.reach("image", "uploaded")  # `image create --file` returns once the image is active
     others = [c for c in lab.controllers() if c != lab.client] or [lab.client]
     listed = poll(f"image {IMAGE} active as seen from {others[0]}",
                   lambda: (find_on(lab, others[0], IMAGE) or {}).get("status") == "active" and
@@ -189,6 +190,7 @@ def check_network(lab: LabView) -> tuple[str, dict]:
         lab.openstack("network", "create", NET)
     if not find(lab, "subnet", SUBNET):
         lab.openstack("subnet", "create", "--network", NET, "--subnet-range", SUBNET_RANGE, SUBNET)
+    lab.reach("network", "subnet")  # what a server's port needs; the router is not
     router = find(lab, "router", ROUTER) or lab.openstack("router", "create", ROUTER)
     ports = lab.openstack("port", "list", "--router", ROUTER)
     if not ports:
@@ -204,6 +206,7 @@ def check_volume(lab: LabView) -> tuple[str, dict]:
         s["Host"].split("@")[0] for s in lab.openstack("volume", "service", "list")
         if s["Binary"] == "cinder-volume" and s["State"] == "up"}, 300, 5)
     volume = find(lab, "volume", VOLUME) or lab.openstack("volume", "create", "--size", "1", VOLUME)
+    lab.reach("volume", "created")
     shown = poll(f"volume {VOLUME} available", lambda: _volume_settled(lab), 300)
     return f"cinder-volume up on {', '.join(sorted(storage))}; {VOLUME} {shown['status']}", {"id": volume["id"]}
 
@@ -230,7 +233,8 @@ def check_server(lab: LabView) -> tuple[str, dict]:
 
     server = poll(f"server {SERVER} ACTIVE", active, 600, 1)
     active_s = time.monotonic() - started
-    # The attachment proceeds while the console is read.
+    # The attachment proceeds while the console is read (the volume check may still wait for it to settle).
+    poll(f"volume {VOLUME} available", lambda: _volume_settled(lab), 300, 1)
     if not any(a.get("id") == find(lab, "volume", VOLUME)["id"] for a in _attached(server)):
         lab.openstack("server", "add", "volume", SERVER, VOLUME, json_out=False)
     poll(f"the test image's line on {SERVER}'s console", lambda: testimage.MESSAGE in lab.openstack(
@@ -416,12 +420,12 @@ CHECKS: dict[str, Callable[[LabView], tuple[str, dict]]] = {
 DESTRUCTIVE = {"failover": check_failover}
 
 
-# What a check uses that other checks make: it starts once those (when selected) have finished, or have
-# reached the named moment ("check:moment", see LabView.reach). The others run together (they read, or make
+# What a check uses that other checks make: it starts once those (when selected) have reached the named
+# moment ("check:moment", see LabView.reach) or finished. The others run together (they read, or make
 # their own resources). `failover` kills a controller once the rest is checked, alone; the server is built
 # while the killed controller rejoins (its restart costs the most, and nova waits on the compute node).
 NEEDS: dict[str, tuple[str, ...]] = {
-    "server": ("image", "network", "volume", "failover:restarted"),
+    "server": ("image:uploaded", "network:subnet", "volume:created", "failover:restarted"),
     "failover": tuple(c for c in CHECKS if c != "server"),
 }
 PARALLEL = 6

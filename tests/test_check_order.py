@@ -1,6 +1,7 @@
 """The order the lab checks run in (compose/checks.py's NEEDS), with stand-in checks that record when they
-start and end: `failover` starts only once every other check but the server is through, and the server is
-built while the killed controller rejoins, not after. The real checks run in tests/test_lab.py."""
+start and end and reach their moments: `failover` starts only once every other check but the server is
+through, the server is built while the killed controller rejoins, not after, and without failover once
+the image, subnet and volume it uses exist. The real checks run in tests/test_lab.py."""
 
 from __future__ import annotations
 
@@ -25,12 +26,16 @@ def recorded(monkeypatch, tmp_path):
             events.append((name, what))
 
     def stand_in(name: str, seconds: float):
+        # The moments of this check that others wait for (NEEDS), reached half-way.
+        moments = {need.split(":", 1)[1] for needs in checks.NEEDS.values() for need in needs
+                   if need.startswith(f"{name}:")}
+
         def check(lab: checks.LabView) -> tuple[str, dict]:
             record(name, "start")
-            if name == "failover":
-                time.sleep(seconds)
-                record(name, "restarted")
-                lab.reach("failover", "restarted")
+            time.sleep(seconds)
+            for moment in sorted(moments):
+                record(name, moment)
+                lab.reach(name, moment)
             time.sleep(seconds)
             record(name, "end")
             return "ok", {}
@@ -59,6 +64,7 @@ def test_without_failover_the_server_waits_only_for_what_it_uses(recorded):
     results = checks.run(lab, list(checks.CHECKS))
     assert all(r.ok for r in results)
     at = {event: i for i, event in enumerate(events)}
-    for name in ("image", "network", "volume"):
-        assert at[(name, "end")] < at[("server", "start")], events
+    for name, moment in (("image", "uploaded"), ("network", "subnet"), ("volume", "created")):
+        assert at[(name, moment)] < at[("server", "start")], events
+    assert at[("server", "start")] < max(at[(name, "end")] for name in ("image", "network", "volume")), events
     assert at[("server", "start")] < at[("horizon", "end")], events  # horizon is not waited for
