@@ -18,7 +18,7 @@ from firstboot.steps.storage import CephMonStep, CephOsdStep, CephPoolsStep, Vol
 #     -> keystone -> catalog -> image-store
 #   rabbitmq-boot (a node that ran before) -> rabbitmq (the cluster) -> rabbitmq-users (after infra too)
 # and meet at services (after catalog and rabbitmq-users) -> network.
-# Compute: network -> compute.
+# Compute: network and compute side by side (compute starts libvirt while network waits for neutron).
 # Storage: ceph-mon -> ceph-osd -> ceph-pools -> volume.
 ALL_STEPS: tuple[Step, ...] = (
     HostsStep(), ConfigStep(), RabbitmqBootStep(), GaleraEndpointStep(), GaleraStep(), InfraStep(), RabbitmqStep(),
