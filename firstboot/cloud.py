@@ -4,6 +4,8 @@ lists it (nova-compute up and its hypervisor discovered into a cell; cinder-volu
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import requests
@@ -13,6 +15,10 @@ from firstboot.document import Document
 from firstboot.render import api_url
 
 TIMEOUT = 30
+# How much earlier than this node's clock a report may be stamped and still count as one of a daemon
+# started now: the controllers' clocks (chrony) and systemd's whole-second start times. A report left by
+# the daemon before the node went down is older: the node was down for longer than this.
+CLOCK_SKEW_SECONDS = 2
 _SESSIONS: dict[tuple[str, str], keystone_api.Keystone] = {}
 
 
@@ -58,8 +64,23 @@ def control_plane_answers(doc: Document, user: str, apis: tuple[str, ...]) -> bo
     return True
 
 
-def compute_registered(doc: Document) -> tuple[bool, str]:
-    """nova-compute of this host is up, and its hypervisor is listed (so it is mapped into a cell)."""
+def reported_since(stamp: str | None, since: float | None) -> bool:
+    """A report the API stamped `stamp` (naive UTC, as nova, cinder and neutron give it) came from a daemon
+    started at `since` (epoch seconds; None: any report counts). A node back from a power loss or a kill
+    is still listed up by the reports its daemons left before: up to a minute, the services' down time.
+    No stamp yet is a record the daemon has just created (nova and cinder stamp their first report only)."""
+    if since is None or not stamp:
+        return True
+    try:
+        when = datetime.fromisoformat(stamp).replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return False
+    return when >= since - CLOCK_SKEW_SECONDS
+
+
+def compute_registered(doc: Document, since: float | None = None) -> tuple[bool, str]:
+    """nova-compute of this host is up, having reported since it started at `since`, and its hypervisor is
+    listed (so it is mapped into a cell)."""
     host = doc.node.name
     nova, version = api_url(doc, "nova", "/v2.1"), {"OpenStack-API-Version": "compute 2.53"}
     try:
@@ -69,15 +90,16 @@ def compute_registered(doc: Document) -> tuple[bool, str]:
                           hypervisor_hostname_pattern=host).get("hypervisors", [])
     except (requests.RequestException, ValueError, KeyError):
         return False, "the compute API does not answer yet"
-    if not any(s.get("state") == "up" for s in services):
+    if not any(s.get("state") == "up" and reported_since(s.get("updated_at"), since) for s in services):
         return False, f"nova-compute on {host} is not reported up yet"
     if not hypervisors:
         return False, f"hypervisor {host} is not listed yet (waiting for the schedulers' cell discovery)"
     return True, f"nova-compute up, hypervisor {hypervisors[0].get('hypervisor_hostname')} listed"
 
 
-def volume_registered(doc: Document, backend: str) -> tuple[bool, str]:
-    """cinder-volume of this host (`HOST@BACKEND`) is enabled and up in the block-storage API."""
+def volume_registered(doc: Document, backend: str, since: float | None = None) -> tuple[bool, str]:
+    """cinder-volume of this host (`HOST@BACKEND`) is enabled and up in the block-storage API, having
+    reported since it started at `since`."""
     host = f"{doc.node.name}@{backend}"
     try:
         project = session(doc, "cinder").token_body["project"]["id"]
@@ -86,19 +108,24 @@ def volume_registered(doc: Document, backend: str) -> tuple[bool, str]:
     except (requests.RequestException, ValueError, KeyError):
         return False, "the block-storage API does not answer yet"
     mine = [s for s in services if s.get("host") == host]
-    if not any(s.get("state") == "up" and s.get("status") == "enabled" for s in mine):
+    if not any(s.get("state") == "up" and s.get("status") == "enabled" and reported_since(s.get("updated_at"), since)
+               for s in mine):
         return False, f"cinder-volume {host} is not reported up yet"
     return True, f"cinder-volume {host} up"
 
 
-def network_agents_alive(doc: Document, binaries: tuple[str, ...]) -> tuple[bool, str]:
-    """Each of these neutron agents of this host reports itself alive to neutron-server."""
+def network_agents_alive(doc: Document, binaries: tuple[str, ...], since: Mapping[str, float | None] | None = None
+                         ) -> tuple[bool, str]:
+    """Each of these neutron agents of this host reports itself alive to neutron-server, and has reported
+    since it started (`since`, by binary)."""
     host = doc.node.name
     try:
         agents = get(doc, "neutron", f"{api_url(doc, 'neutron', '/v2.0')}/agents", host=host)["agents"]
     except (requests.RequestException, ValueError, KeyError):
         return False, "the network API does not answer yet"
-    alive = {a.get("binary") for a in agents if a.get("alive") and a.get("admin_state_up")}
+    since = since or {}
+    alive = {a.get("binary") for a in agents if a.get("alive") and a.get("admin_state_up")
+             and reported_since(a.get("heartbeat_timestamp"), since.get(a.get("binary", "")))}
     missing = [b for b in binaries if b not in alive]
     if missing:
         return False, f"not yet alive on {host}: {', '.join(missing)}"

@@ -59,6 +59,13 @@ def unit_state(unit: str) -> str:
     return proc.stdout.strip() or "unknown"
 
 
+def unit_active_since(unit: str) -> float | None:
+    """When the unit last became active, in epoch seconds (systemd gives whole seconds); None if never."""
+    out = subprocess.run(["systemctl", "show", "--timestamp=unix", "-P", "ActiveEnterTimestamp", unit],
+                         capture_output=True, text=True, timeout=30).stdout.strip()
+    return float(out[1:]) if out.startswith("@") and out[1:].isdigit() else None
+
+
 def wait_for(check: Callable[[], bool], timeout: float, what: str, interval: float = 1.0,
              progress: Callable[[str], None] | None = None) -> None:
     """Poll `check` until it is true; raise naming `what` when `timeout` passes."""

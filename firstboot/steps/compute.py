@@ -13,7 +13,7 @@ import tempfile
 
 from firstboot import catalog, cloud, proc
 from firstboot.steps.base import Context
-from firstboot.steps.network import network_binaries, start_switch
+from firstboot.steps.network import agents_alive, start_switch
 from firstboot.steps.units import JoinStep, start_units
 
 _K = frozenset({catalog.COMPUTE})
@@ -71,10 +71,10 @@ class ComputeStep(JoinStep):
             define_libvirt_secret(ctx)
 
     def registered(self, ctx: Context) -> tuple[bool, str]:
-        for ok, why in (cloud.compute_registered(ctx.doc), cloud.network_agents_alive(ctx.doc, network_binaries(ctx))):
-            if not ok:
-                return False, why
-        return True, "nova-compute up, hypervisor listed, neutron's agent alive"
+        ok, why = cloud.compute_registered(ctx.doc, proc.unit_active_since("nova-compute"))
+        if ok:
+            ok, why = agents_alive(ctx)
+        return (True, "nova-compute up, hypervisor listed, neutron's agent alive") if ok else (False, why)
 
     def done(self, ctx: Context) -> bool:
         return super().done(ctx) and libvirt_secret_current(ctx)

@@ -58,6 +58,12 @@ def network_binaries(ctx: Context) -> tuple[str, ...]:
     return tuple(units_for(ctx, ("neutron-agents",)))
 
 
+def agents_alive(ctx: Context) -> tuple[bool, str]:
+    """neutron lists this node's agents alive, each with a report from the process running now."""
+    binaries = network_binaries(ctx)
+    return cloud.network_agents_alive(ctx.doc, binaries, {b: proc.unit_active_since(b) for b in binaries})
+
+
 class NetworkStep(JoinStep):
     name = "network"
     description = ("start Open vSwitch and the neutron agents; wait until neutron lists them alive (on compute "
@@ -79,4 +85,4 @@ class NetworkStep(JoinStep):
     def registered(self, ctx: Context) -> tuple[bool, str]:
         if ctx.doc.role not in self.waits_for_agents_on:
             return True, "the compute step waits until neutron lists the agent alive"
-        return cloud.network_agents_alive(ctx.doc, network_binaries(ctx))
+        return agents_alive(ctx)

@@ -147,7 +147,8 @@ class VolumeStep(JoinStep):
             start_units(ctx, ("lio-target",))
 
     def registered(self, ctx: Context) -> tuple[bool, str]:
-        return cloud.volume_registered(ctx.doc, "lvm" if catalog.lvm_volumes(ctx.doc) else "rbd")
+        return cloud.volume_registered(ctx.doc, "lvm" if catalog.lvm_volumes(ctx.doc) else "rbd",
+                                       proc.unit_active_since("cinder-volume"))
 
     def done(self, ctx: Context) -> bool:
         extra = ("lio-target",) if catalog.lvm_volumes(ctx.doc) else ()
