@@ -3,6 +3,8 @@
 The `mariadb` client is used rather than a Python driver: it is always in the controller image, it
 authenticates root by the socket's peer credentials with no password anywhere, and a statement that
 Galera aborts (certification conflict) comes back as a plain error code the caller can act on.
+`greets` is the one probe of a server over TCP (through the VIP): it reads the server's first packet
+and logs in to nothing.
 """
 
 from __future__ import annotations
