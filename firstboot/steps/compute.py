@@ -71,7 +71,7 @@ class ComputeStep(JoinStep):
             define_libvirt_secret(ctx)
 
     def registered(self, ctx: Context) -> tuple[bool, str]:
-        ok, why = cloud.compute_registered(ctx.doc, proc.unit_active_since("nova-compute"))
+        ok, why = cloud.compute_registered(ctx.doc, proc.unit_active_since(cloud.NOVA_COMPUTE))
         if ok:
             ok, why = agents_alive(ctx)
         return (True, "nova-compute up, hypervisor listed, neutron's agent alive") if ok else (False, why)

@@ -148,7 +148,7 @@ class VolumeStep(JoinStep):
 
     def registered(self, ctx: Context) -> tuple[bool, str]:
         return cloud.volume_registered(ctx.doc, "lvm" if catalog.lvm_volumes(ctx.doc) else "rbd",
-                                       proc.unit_active_since("cinder-volume"))
+                                       proc.unit_active_since(cloud.CINDER_VOLUME))
 
     def done(self, ctx: Context) -> bool:
         extra = ("lio-target",) if catalog.lvm_volumes(ctx.doc) else ()
