@@ -26,7 +26,9 @@ ensure_debs() {
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-# ensure_venv: a virtualenv with the project and its dev tools, rebuilt when pyproject.toml changes.
+# ensure_venv: a virtualenv with the project's dependencies and dev tools (from pyproject.toml), rebuilt when
+# pyproject.toml changes. The checkout itself is put on the venv's path (a .pth file), not built and installed:
+# its packages are used where they are.
 ensure_venv() {
   local stamp; stamp=$(sha256sum pyproject.toml | cut -c1-16)
   if [ -x "$VENV/bin/python" ] && [ "$(cat "$VENV/.gs-stamp" 2>/dev/null)" = "$stamp" ]; then return 0; fi
@@ -36,7 +38,13 @@ ensure_venv() {
   log "preparing $VENV (pyproject changed or first run)"
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q --upgrade pip
-  "$VENV/bin/pip" install -q -e ".[dev]"
+  "$VENV/bin/python" - > "$VENV/requirements.txt" <<'PY'
+import tomllib
+project = tomllib.load(open("pyproject.toml", "rb"))["project"]
+print("\n".join(project["dependencies"] + project["optional-dependencies"]["dev"]))
+PY
+  "$VENV/bin/pip" install -q -r "$VENV/requirements.txt"
+  echo "$TOP" > "$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/goldstack.pth"
   echo "$stamp" > "$VENV/.gs-stamp"
 }
 
@@ -65,11 +73,19 @@ usage: ./gs COMMAND [ARGS...]
   build --role ROLE [...]      build golden images (python build.py --help); starts Docker if needed
   seed INVENTORY [--out DIR]   make per-node seeds (NoCloud dir + ISO, ConfigDrive, node.yaml) and the
                                site secrets file from an inventory; see docs/seed.md
-  agent ARGS...                run the first-boot agent (python -m firstboot ARGS...)
-  lab up|status|down|destroy|logs|openrc [...]
-                               the compose lab: 3 (or --controllers 1) controllers, a compute and a
-                               storage node on this machine (python compose/lab.py --help)
+  agent ARGS...                run the first-boot agent (python -m firstboot ARGS...); `agent steps --role R`
+                               shows a role's steps in order
+  lab COMMAND [...]            the compose lab on this machine (./gs lab --help; docs/lab.md):
+      up [--controllers 1|3]     build missing images, make seeds, start 3 (or 1) controllers, a compute
+                                 and a storage node, and follow their agents to a status table
+      check [--failover]         the end-to-end checks: token, image, compute, network, volume, a server
+                                 with the volume attached, Horizon in Chromium (failover: kill the VIP holder)
+      status | logs NODE         each node's agent step and health | a node's agent journal
+      timeline [--out FILE]      where the minutes went: each node's agent runs as a chart (SVG or PNG)
+      openrc                     admin credentials for the VIP: eval "$(./gs lab openrc)"
+      down | destroy             remove the containers (volumes kept) | remove everything of the lab
   test [PYTEST ARGS...]        lint (ruff) and run the whole test suite, installing what it needs
+                               (-m "not docker": only the fast tests)
   bench                        run the benchmarks in bench/ and write JSON to bench/results/
   help                         this text
 
@@ -94,7 +110,9 @@ case "$cmd" in
     ensure_venv
     ensure_docker
     ensure_debs docker-compose
-    exec "$VENV/bin/python" compose/lab.py "$@" ;;
+    # The Horizon check drives a real browser.
+    case " $* " in *" check "*) ensure_debs chromium chromium-driver ;; esac
+    exec "$VENV/bin/python" -m compose.lab "$@" ;;
   test)
     ensure_venv
     ensure_docker
@@ -110,7 +128,11 @@ case "$cmd" in
     ensure_image_tools
     ensure_debs docker-compose chromium chromium-driver
     mkdir -p bench/results
-    for b in bench/*.py; do log "bench $b"; "$VENV/bin/python" "$b" --out "bench/results/$(basename "$b" .py).json"; done ;;
+    for b in bench/*.py; do
+      name=$(basename "$b" .py)
+      case "$name" in __init__|common) continue ;; esac
+      log "bench $name"; "$VENV/bin/python" -m "bench.$name" --out "bench/results/$name.json"
+    done ;;
   help|-h|--help) usage ;;
   *) usage >&2; exit 2 ;;
 esac

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shutil
 import subprocess
 import sys
@@ -18,7 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-TOP = Path(__file__).resolve().parent.parent
+from bench.common import RESULTS, TOP, finish, host
+
 GOALS = {"warm_rebuild_s": 30, "cold_all_containers_s": 600,
          "size_gb": {"controller": 2.0, "compute": 1.2, "storage": 1.0}}
 
@@ -48,13 +48,13 @@ def build(top: Path, role: str, out: Path, tag: str, fmt: str = "docker") -> tup
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", type=Path, default=TOP / "bench/results/build.json")
+    parser.add_argument("--out", type=Path, default=RESULTS / "build.json")
     parser.add_argument("--no-cold", action="store_true", help="skip the cold build (keeps the cache)")
     parser.add_argument("--warm-role", default="compute")
     parser.add_argument("--qcow2-role", default="compute", help="role whose qcow2 build is timed ('' = none)")
     args = parser.parse_args()
     result: dict = {"benchmark": "golden-image-builds", "goals": GOALS,
-                    "host": {"cpus": shutil.os.cpu_count(), "machine": platform.machine()}}
+                    "host": host()}
     with tempfile.TemporaryDirectory(prefix="goldstack-bench-") as tmp:
         out = Path(tmp) / "out"
         if not args.no_cold:
@@ -84,8 +84,7 @@ def main() -> int:
             result["size_gb"] = {a["role"]: round(a["size_bytes"] / 2**30, 3) for a in summary["artifacts"]}
     result["how"] = ("python build.py per measurement on this host; times are wall clock of the whole "
                      "command including the SPDX manifest; sizes are `docker image inspect .Size`")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    finish(result, args.out)
     print(json.dumps(result, indent=2))
     return 0
 

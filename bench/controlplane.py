@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -20,10 +18,9 @@ from pathlib import Path
 
 import requests
 
-TOP = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(TOP))
-from firstboot import tasks  # noqa: E402
-from tests import controlplane  # noqa: E402
+from bench.common import RESULTS, ensure_image, finish, host
+from firstboot import tasks
+from tests import controlplane
 
 GOALS = {"token_via_vip_s": 150, "power_loss_to_primary_s": 60}
 NAMES = ["ctl1", "ctl2", "ctl3"]
@@ -85,17 +82,13 @@ def task_timings(lab: controlplane.Lab) -> dict[str, dict[str, object]]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=TOP / "bench/results/controlplane.json")
-    parser.add_argument("--image", default="goldstack/controller:bench",
-                        help="controller image (built with build.py --tag bench when missing)")
+    parser.add_argument("--out", type=Path, default=RESULTS / "controlplane.json")
+    parser.add_argument("--tag", default="bench", help="controller image tag (built with build.py when missing)")
     parser.add_argument("--timeout", type=float, default=1200)
     args = parser.parse_args()
-    if subprocess.run(["docker", "image", "inspect", args.image], capture_output=True).returncode != 0:
-        tag = args.image.rsplit(":", 1)[-1]
-        subprocess.run([sys.executable, str(TOP / "build.py"), "--role", "controller", "--tag", tag], check=True)
-    result: dict[str, object] = {"host": {"cpus": __import__("os").cpu_count(), "platform": platform.platform()},
-                                 "goals": GOALS, "image": args.image}
-    with tempfile.TemporaryDirectory() as work, controlplane.controller_lab(args.image, Path(work)) as lab:
+    image = ensure_image("controller", args.tag)
+    result: dict[str, object] = {"host": host(), "goals": GOALS, "image": image}
+    with tempfile.TemporaryDirectory() as work, controlplane.controller_lab(image, Path(work)) as lab:
         print("formation: starting ctl1, ctl2, ctl3 together", flush=True)
         started = time.monotonic()
         controlplane.start_in_order(lab, NAMES)
@@ -125,8 +118,7 @@ def main() -> int:
         lab.wait_agents(timeout=args.timeout, since=since)
         result["power_loss"]["all_agents_done_s"] = round(time.monotonic() - started, 1)  # type: ignore[index]
         result["power_loss_agent_step_seconds"] = agent_timings(lab)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    finish(result, args.out)
     print(json.dumps({k: result[k] for k in ("formation", "power_loss")}, indent=2))
     return 0
 

@@ -15,38 +15,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-TOP = Path(__file__).resolve().parent.parent
-LAB = [sys.executable, str(TOP / "compose" / "lab.py")]
+from bench.common import RESULTS, cpu_busy_s, finish, host, mem_available_kb
+
+LAB = [sys.executable, "-m", "compose.lab"]
 GOALS = {"controllers_3_up_s": 240, "controllers_1_up_s": 120, "lab_memory_gb": 12}
-
-
-def mem_available_kb() -> int:
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemAvailable:"):
-            return int(line.split()[1])
-    raise RuntimeError("no MemAvailable in /proc/meminfo")
-
-
-def cpu_busy_s() -> float:
-    """Seconds of CPU time the whole host has spent busy since boot (all CPUs, idle and iowait excluded)."""
-    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = fields[3] + fields[4]
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-
-def core_speed_s(loops: int = 20_000_000) -> float:
-    """Seconds one core takes for a fixed loop: the yardstick that makes runs on different hosts comparable."""
-    started = time.perf_counter()
-    total = 0
-    for i in range(loops):
-        total += i
-    return round(time.perf_counter() - started, 2)
 
 
 def one(controllers: int, tag: str, timeout: float) -> dict[str, object]:
@@ -94,22 +71,17 @@ def one(controllers: int, tag: str, timeout: float) -> dict[str, object]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=TOP / "bench/results/lab.json")
+    parser.add_argument("--out", type=Path, default=RESULTS / "lab.json")
     parser.add_argument("--tag", default="latest", help="image tag; build them first (./gs build --role all)")
     parser.add_argument("--timeout", type=float, default=1800)
     parser.add_argument("--controllers", type=int, choices=(1, 3), action="append",
                         help="lab size to measure (repeatable; default: 1 and 3)")
     args = parser.parse_args()
-    host: dict[str, object] = {"cpus": os.cpu_count(), "platform": platform.platform(),
-                               "memory_gb": round(mem_available_kb() / 1048576, 1),
-                               "core_speed_before_s": core_speed_s()}
-    result: dict[str, object] = {"host": host, "goals": GOALS}
+    result: dict[str, object] = {"host": host(), "goals": GOALS}
     for controllers in args.controllers or (1, 3):
         print(f"lab with {controllers} controller(s)", flush=True)
         result[f"controllers_{controllers}"] = one(controllers, args.tag, args.timeout)
-    host["core_speed_after_s"] = core_speed_s()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    finish(result, args.out)
     print(json.dumps({k: {m: v for m, v in r.items() if m not in ("step_seconds", "checks")}  # type: ignore
                       for k, r in result.items() if k.startswith("controllers_")}, indent=2))
     return 0

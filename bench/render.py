@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
 import statistics
 import subprocess
@@ -17,8 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-TOP = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(TOP))
+from bench.common import RESULTS, TOP, finish, host
 
 CHILD = """
 import resource, sys, time
@@ -38,7 +36,7 @@ print(f"{imported - t0} {t2 - t1} {t3 - t2} {rss_kb} {len(tree)}")
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", type=Path, default=TOP / "bench/results/render.json")
+    parser.add_argument("--out", type=Path, default=RESULTS / "render.json")
     parser.add_argument("--runs", type=int, default=15)
     args = parser.parse_args()
 
@@ -77,19 +75,12 @@ def main() -> int:
         "median_process_wall_ms": round(med("process_wall_s") * 1000, 2),
         "max_peak_rss_mb": round(max(s["peak_rss_mb"] for s in samples), 1),
         "goal": {"validate_plus_render_ms": 200, "peak_rss_mb": 60},
-        "host": {"python": platform.python_version(), "machine": platform.machine(), "cpus": _cpus()},
+        "host": host(),
         "self_rusage_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    finish(result, args.out)
     print(json.dumps(result, indent=2))
     return 0
-
-
-def _cpus() -> int:
-    import os
-
-    return os.cpu_count() or 0
 
 
 def yaml_inventory() -> dict:

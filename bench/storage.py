@@ -13,20 +13,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-TOP = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(TOP))
-from tests import controlplane, dockerlab  # noqa: E402
+from bench.common import RESULTS, ensure_image, finish, host
+from firstboot import catalog
+from tests import controlplane, dockerlab
 
 GOALS = {"storage_health_s": 90, "first_volume_available_s": 90, "hypervisor_listed_s": 90}
 NODES = ["ctl1", "stg1", "cmp1"]
+MILESTONES = ("storage_health_s", "cinder_volume_up_s", "glance_ready_s", "first_volume_available_s",
+              "hypervisor_listed_s")
 
 
 def ceph_health(lab: controlplane.Lab) -> str:
@@ -37,22 +36,60 @@ def ceph_health(lab: controlplane.Lab) -> str:
         return ""
 
 
-def image(role: str, tag: str) -> str:
-    ref = f"goldstack/{role}:{tag}"
-    if subprocess.run(["docker", "image", "inspect", ref], capture_output=True).returncode != 0:
-        subprocess.run([sys.executable, str(TOP / "build.py"), "--role", role, "--tag", tag], check=True)
-    return ref
+def step_status(lab: controlplane.Lab, node: str, step: str) -> str | None:
+    return (dockerlab.agent_status(lab.containers[node]) or {}).get("steps", {}).get(step, {}).get("status")
+
+
+class Joining:
+    """The milestones of a storage and a compute node joining, each marked once, polled from the host."""
+
+    def __init__(self, lab: controlplane.Lab):
+        self.lab = lab
+        self.started = time.monotonic()
+        self.reached: dict[str, float | None] = dict.fromkeys(MILESTONES)
+        self.volume_id: str | None = None
+
+    def mark(self, key: str) -> None:
+        self.reached[key] = round(time.monotonic() - self.started, 1)
+        print(f"  {key}: {self.reached[key]}", flush=True)
+
+    def poll(self) -> None:
+        lab, reached = self.lab, self.reached
+        if reached["storage_health_s"] is None and ceph_health(lab) in ("HEALTH_OK", "HEALTH_WARN"):
+            self.mark("storage_health_s")
+        if reached["glance_ready_s"] is None and step_status(lab, "ctl1", "image-store") == "done":
+            self.mark("glance_ready_s")
+        if reached["cinder_volume_up_s"] is None:
+            services = lab.openstack("volume", "service", "list", check=False) or []
+            if any(s["Binary"] == catalog.CINDER_VOLUME and s["State"] == "up" for s in services):  # type: ignore[union-attr]
+                self.mark("cinder_volume_up_s")
+                volume = lab.openstack("volume", "create", "--size", "1", "bench-first-volume", check=False)
+                self.volume_id = volume["id"] if volume else None  # type: ignore[index]
+        if self.volume_id and reached["first_volume_available_s"] is None:
+            shown = lab.openstack("volume", "show", self.volume_id, check=False) or {}
+            if shown.get("status") == "available":  # type: ignore[union-attr]
+                self.mark("first_volume_available_s")
+        if reached["hypervisor_listed_s"] is None:
+            hypervisors = lab.openstack("hypervisor", "list", check=False) or []
+            if any(h["Hypervisor Hostname"] == "cmp1" for h in hypervisors):  # type: ignore[union-attr]
+                self.mark("hypervisor_listed_s")
+
+    def follow(self, timeout: float) -> dict[str, float | None]:
+        deadline = self.started + timeout
+        while time.monotonic() < deadline and any(v is None for v in self.reached.values()):
+            self.poll()
+            time.sleep(1)
+        return self.reached
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=TOP / "bench/results/storage.json")
+    parser.add_argument("--out", type=Path, default=RESULTS / "storage.json")
     parser.add_argument("--tag", default="bench", help="image tag (built with build.py when missing)")
     parser.add_argument("--timeout", type=float, default=1200)
     args = parser.parse_args()
-    images = {role: image(role, args.tag) for role in ("controller", "storage", "compute")}
-    result: dict[str, object] = {"host": {"cpus": os.cpu_count(), "platform": platform.platform()},
-                                 "goals": GOALS, "images": images}
+    images = {role: ensure_image(role, args.tag) for role in catalog.ROLES}
+    result: dict[str, object] = {"host": host(), "goals": GOALS, "images": images}
     with tempfile.TemporaryDirectory() as work, controlplane.controller_lab(
             images["controller"], Path(work), names=("ctl1",), computes=("cmp1",), compute_image=images["compute"],
             storages=("stg1",), storage_image=images["storage"]) as lab:
@@ -60,54 +97,20 @@ def main() -> int:
         started = time.monotonic()
         lab.start("ctl1")
         # The controller's last step (image-store) waits for the Ceph pools: everything before it is done.
-        lab.wait_for(lambda: (dockerlab.agent_status(lab.containers["ctl1"]) or {}).get("steps", {})
-                     .get("image-store", {}).get("status") == "running", "ctl1 waiting for its image store",
-                     args.timeout)
+        lab.wait_for(lambda: step_status(lab, "ctl1", "image-store") == "running",
+                     "ctl1 waiting for its image store", args.timeout)
         result["controller_up_to_image_store_s"] = round(time.monotonic() - started, 1)
-
         print("starting stg1 and cmp1 together", flush=True)
-        started = time.monotonic()
+        joining = Joining(lab)
         lab.start("stg1")
         lab.start("cmp1")
-        milestones = ("storage_health_s", "cinder_volume_up_s", "glance_ready_s", "first_volume_available_s",
-                      "hypervisor_listed_s")
-        reached: dict[str, float | None] = dict.fromkeys(milestones)
-        volume_id = None
-
-        def mark(key: str) -> None:
-            reached[key] = round(time.monotonic() - started, 1)
-            print(f"  {key}: {reached[key]}", flush=True)
-
-        deadline = started + args.timeout
-        while time.monotonic() < deadline and any(v is None for v in reached.values()):
-            if reached["storage_health_s"] is None and ceph_health(lab) in ("HEALTH_OK", "HEALTH_WARN"):
-                mark("storage_health_s")
-            if reached["glance_ready_s"] is None and (dockerlab.agent_status(lab.containers["ctl1"]) or {}).get(
-                    "steps", {}).get("image-store", {}).get("status") == "done":
-                mark("glance_ready_s")
-            if reached["cinder_volume_up_s"] is None:
-                services = lab.openstack("volume", "service", "list", check=False) or []
-                if any(s["Binary"] == "cinder-volume" and s["State"] == "up" for s in services):  # type: ignore[union-attr]
-                    mark("cinder_volume_up_s")
-                    volume = lab.openstack("volume", "create", "--size", "1", "bench-first-volume", check=False)
-                    volume_id = volume["id"] if volume else None  # type: ignore[index]
-            if volume_id and reached["first_volume_available_s"] is None:
-                shown = lab.openstack("volume", "show", volume_id, check=False) or {}
-                if shown.get("status") == "available":  # type: ignore[union-attr]
-                    mark("first_volume_available_s")
-            if reached["hypervisor_listed_s"] is None:
-                hypervisors = lab.openstack("hypervisor", "list", check=False) or []
-                if any(h["Hypervisor Hostname"] == "cmp1" for h in hypervisors):  # type: ignore[union-attr]
-                    mark("hypervisor_listed_s")
-            time.sleep(1)
-        result["from_start_of_storage_and_compute"] = reached
+        result["from_start_of_storage_and_compute"] = joining.follow(args.timeout)
         lab.wait_agents(NODES, timeout=args.timeout)
         result["agent_step_seconds"] = {
             name: {step: rec.get("seconds") for step, rec in
-                   (controlplane.dockerlab.agent_status(lab.containers[name]) or {}).get("steps", {}).items()}
+                   (dockerlab.agent_status(lab.containers[name]) or {}).get("steps", {}).items()}
             for name in NODES}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    finish(result, args.out)
     print(json.dumps(result["from_start_of_storage_and_compute"], indent=2))
     return 0
 

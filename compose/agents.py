@@ -5,14 +5,10 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import timeline
-
+from compose import timeline
 from firstboot import state
 
 # The agent starts after its container does; this allows for the two clocks' rounding.
@@ -26,8 +22,8 @@ _state_on_host: dict[str, Path | None] = {}
 
 def state_file_on_host(container: str) -> Path | None:
     """The state file through the node's state volume where this host can read it (a local volume, and
-    root or a readable volume directory): `up` polls every node every 2 s, and each `docker exec` cost
-    ~85 ms of CPU (dockerd, containerd, runc: some 40 CPU-seconds of a three-controller `up`)."""
+    root or a readable volume directory): `up` polls every node every 2 s, and a `docker exec` each time
+    costs dockerd, containerd and runc some 85 ms of CPU."""
     if container not in _state_on_host:
         proc = subprocess.run(["docker", "inspect", "-f", "{{range .Mounts}}{{if eq .Destination \"" + STATE_DIR +
                                "\"}}{{.Source}}{{end}}{{end}}", container], capture_output=True, text=True, timeout=60)

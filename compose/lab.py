@@ -6,7 +6,7 @@ each configured only by its first-boot agent from the seed made here.
   ./gs lab logs NODE                the node's agent journal (add --unit UNIT for a service)
   ./gs lab check [--failover]       the end-to-end checks: token, image, compute, network, volume, a server
                                     booted from the test image with the volume attached, Horizon in Chromium
-  ./gs lab timeline [--out FILE]    an SVG Gantt chart of every node's first-boot steps on one time axis
+  ./gs lab timeline [--out FILE]    a Gantt chart (SVG, or PNG) of every node's agent runs on one time axis
   ./gs lab openrc                   admin credentials for the VIP (source it: eval "$(./gs lab openrc)")
   ./gs lab down                     stop and remove the containers; volumes (databases, Ceph) stay
   ./gs lab destroy                  remove containers, volumes, seeds and the lab's secrets
@@ -31,20 +31,16 @@ from typing import Any
 
 import yaml
 
-TOP = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(TOP))
-from firstboot import seed  # noqa: E402
+from compose import labview, schedule, timeline
+from compose.agents import agent_status, container_started, of_this_boot
+from firstboot import catalog, seed
 
-sys.path.insert(0, str(TOP / "compose"))
-import checks  # noqa: E402
-import timeline  # noqa: E402
-from agents import agent_status, container_started, of_this_boot  # noqa: E402
+TOP = Path(__file__).resolve().parent.parent
 
 COMPOSE_FILE = TOP / "compose" / "docker-compose.yml"
 INVENTORY = TOP / "compose" / "lab-inventory.yaml"
 STATE = TOP / "build" / "lab"
 HA_ONLY = ("ctl2", "ctl3")  # the compose file's `ha` profile
-ROLES = ("controller", "compute", "storage")
 
 
 class LabError(Exception):
@@ -93,7 +89,7 @@ class Lab:
             raise LabError(f"{' '.join(argv[:2])} {' '.join(args)} failed: {(proc.stderr or '')[-2000:]}")
         return proc
 
-    def nodes(self, settings: dict[str, Any]) -> list[dict[str, Any]]:
+    def nodes(self) -> list[dict[str, Any]]:
         inventory = yaml.safe_load((self.dir / "inventory.yaml").read_text())
         return inventory["nodes"]
 
@@ -150,7 +146,7 @@ def current_step(status: dict[str, Any] | None) -> tuple[str, str, str]:
 
 
 def ensure_images(tag: str, build: bool) -> None:
-    missing = [r for r in ROLES if subprocess.run(["docker", "image", "inspect", f"goldstack/{r}:{tag}"],
+    missing = [r for r in catalog.ROLES if subprocess.run(["docker", "image", "inspect", f"goldstack/{r}:{tag}"],
                                                   capture_output=True).returncode]
     if not missing:
         return
@@ -182,14 +178,14 @@ def cmd_up(lab: Lab, args: argparse.Namespace) -> int:
     print(f"lab {lab.name}: starting {', '.join(names)} (VIP {inventory['vip']})", flush=True)
     started = time.monotonic()
     lab.compose(settings, "up", "-d", *names)
-    ok = follow(lab, settings, names, args.timeout, started)
-    print_status(lab, settings)
+    ok = follow(lab, names, args.timeout, started)
+    print_status(lab)
     print(f"lab {lab.name}: {'ready' if ok else 'NOT ready'} after {time.monotonic() - started:.0f}s; "
           f"credentials: ./gs lab{'' if lab.name == 'goldstack' else ' --name ' + lab.name} openrc")
     return 0 if ok else 1
 
 
-def follow(lab: Lab, settings: dict[str, Any], names: list[str], timeout: float, started: float) -> bool:
+def follow(lab: Lab, names: list[str], timeout: float, started: float) -> bool:
     """Print each node's step as it changes until every agent is done (agents retry failures by
     themselves, so a failure is final only when the timeout passes); records of a previous boot count as
     not started (agents.of_this_boot)."""
@@ -216,23 +212,23 @@ def follow(lab: Lab, settings: dict[str, Any], names: list[str], timeout: float,
         time.sleep(2)
 
 
-def rows(lab: Lab, settings: dict[str, Any],
-         containers: dict[str, tuple[str, bool]] | None = None) -> list[dict[str, Any]]:
+def rows(lab: Lab, containers: dict[str, tuple[str, bool]] | None = None) -> list[dict[str, Any]]:
     result = []
     containers = lab.containers() if containers is None else containers
-    for node in lab.nodes(settings):
+    for node in lab.nodes():
         container, running = containers.get(node["name"], ("", False))
         status = agent_status(container) if running else None
         state, step, detail = current_step(status)
         result.append({"node": node["name"], "role": node["role"], "address": node["addresses"]["management"],
                        "container": "running" if running else ("stopped" if container else "absent"),
                        "agent": state if running else "-", "step": step if running else "-", "detail": detail,
-                       "steps": (status or {}).get("steps", {})})
+                       "steps": (status or {}).get("steps", {}), "history": (status or {}).get("history", []),
+                       "run_started": (status or {}).get("agent", {}).get("started")})
     return result
 
 
-def print_status(lab: Lab, settings: dict[str, Any]) -> None:
-    table = rows(lab, settings)
+def print_status(lab: Lab) -> None:
+    table = rows(lab)
     print(f"{'NODE':6} {'ROLE':11} {'ADDRESS':15} {'CONTAINER':9} {'AGENT':8} STEP")
     for r in table:
         print(f"{r['node']:6} {r['role']:11} {r['address']:15} {r['container']:9} {r['agent']:8} {r['step']} "
@@ -242,18 +238,18 @@ def print_status(lab: Lab, settings: dict[str, Any]) -> None:
 def cmd_status(lab: Lab, args: argparse.Namespace) -> int:
     settings = lab.settings()
     if args.json:
-        print(json.dumps({"lab": lab.name, "settings": settings, "nodes": rows(lab, settings)}, indent=2))
+        print(json.dumps({"lab": lab.name, "settings": settings, "nodes": rows(lab)}, indent=2))
     else:
-        print_status(lab, settings)
+        print_status(lab)
     return 0
 
 
 def cmd_logs(lab: Lab, args: argparse.Namespace) -> int:
-    settings = lab.settings()
+    lab.settings()  # a clear message when there is no such lab
     container = lab.container(args.node)
     if not container:
         raise LabError(f"no container for node {args.node!r} (nodes: "
-                       f"{', '.join(n['name'] for n in lab.nodes(settings))})", 2)
+                       f"{', '.join(n['name'] for n in lab.nodes())})", 2)
     return subprocess.run(["docker", "exec", container, "journalctl", "--no-pager", "-u", args.unit]).returncode
 
 
@@ -269,7 +265,7 @@ def cmd_openrc(lab: Lab, args: argparse.Namespace) -> int:
     return 0
 
 
-def lab_view(lab: Lab, settings: dict[str, Any]) -> checks.LabView:
+def lab_view(lab: Lab, settings: dict[str, Any]) -> labview.LabView:
     inventory = yaml.safe_load((lab.dir / "inventory.yaml").read_text())
     running = {node: ident for node, (ident, up) in lab.containers().items() if up}
     nodes = {n["name"]: n["role"] for n in inventory["nodes"]}
@@ -277,30 +273,30 @@ def lab_view(lab: Lab, settings: dict[str, Any]) -> checks.LabView:
     if down:
         raise LabError(f"not running: {', '.join(down)} (./gs lab up)")
     secrets, _ = seed.load_secrets(lab.dir / "site.secrets.yaml")
-    return checks.LabView(nodes=nodes, containers=running, vip=inventory["vip"],
+    return labview.LabView(nodes=nodes, containers=running, vip=inventory["vip"],
                           admin_password=str(secrets["keystone_admin"]), artifacts=lab.dir / "artifacts",
                           compose=lambda *a: lab.compose(settings, *a))
 
 
 def cmd_check(lab: Lab, args: argparse.Namespace) -> int:
     settings = lab.settings()
-    names = list(checks.CHECKS)
+    names = list(schedule.CHECKS)
     if args.only:
         names = [n.strip() for n in args.only.split(",") if n.strip()]
-        unknown = [n for n in names if n not in checks.CHECKS and n not in checks.DESTRUCTIVE]
+        unknown = [n for n in names if n not in schedule.CHECKS and n not in schedule.DESTRUCTIVE]
         if unknown:
             raise LabError(f"--only: unknown check {', '.join(unknown)} "
-                           f"(choose from {', '.join([*checks.CHECKS, *checks.DESTRUCTIVE])})", 2)
+                           f"(choose from {', '.join([*schedule.CHECKS, *schedule.DESTRUCTIVE])})", 2)
     if args.failover and "failover" not in names:
         names.append("failover")
     view = lab_view(lab, settings)
 
-    def show(r: checks.Result) -> None:
+    def show(r: labview.Result) -> None:
         if not args.json:
             print(f"{'PASS' if r.ok else 'FAIL'} {r.name:9} {r.seconds:6.1f}s  {r.detail}", flush=True)
 
     try:
-        results = checks.run(view, names, show)
+        results = schedule.run(view, names, show)
     finally:
         view.close()
     failed = [r.name for r in results if not r.ok]
@@ -313,22 +309,24 @@ def cmd_check(lab: Lab, args: argparse.Namespace) -> int:
 
 
 def cmd_timeline(lab: Lab, args: argparse.Namespace) -> int:
-    settings = lab.settings()
+    lab.settings()  # a clear message when there is no such lab
     containers = lab.containers()
-    nodes = [r for r in rows(lab, settings, containers) if r["steps"]]
+    nodes = [r for r in rows(lab, containers) if r["steps"]]
     if not nodes:
         raise LabError("no node has recorded a step yet (is the lab up? ./gs lab status)")
     starts = [t for n in nodes if (t := container_started(containers[n["node"]][0])) is not None]
     origin = min(starts or [min(r["started"] for n in nodes for r in n["steps"].values() if r.get("started"))])
     chart = timeline.bars(nodes, origin, time.time())
+    if not chart:
+        raise LabError("no agent run of the current containers has recorded a step yet (./gs lab status)")
     out = args.out or lab.dir / "artifacts" / "timeline.svg"
-    out.parent.mkdir(parents=True, exist_ok=True)
     end = max(b.end for b in chart)
-    out.write_text(timeline.svg(chart, f"Goldstack lab {lab.name}: first boot, {end:.0f}s from the first "
-                                       f"container start to the last step"))
-    print(f"{out}: {len(chart)} steps of {len(nodes)} nodes over {end:.0f}s; slowest:")
+    lanes = len({b.lane for b in chart})
+    timeline.write(chart, f"Goldstack lab {lab.name}: {lanes} agent runs of {len(nodes)} nodes, {end:.0f}s "
+                          "from the first container start to the last step", out)
+    print(f"{out}: {len(chart)} steps in {lanes} runs of {len(nodes)} nodes over {end:.0f}s; slowest:")
     for bar in timeline.slowest(chart):
-        print(f"  {bar.node:5} {bar.step:16} {bar.end - bar.start:6.1f}s  (from {bar.start:.0f}s)")
+        print(f"  {bar.lane:8} {bar.step:16} {bar.end - bar.start:6.1f}s  (from {bar.start:.0f}s)")
     return 0
 
 
@@ -364,13 +362,14 @@ def parser() -> argparse.ArgumentParser:
     lg.add_argument("node")
     lg.add_argument("--unit", default="goldstack-firstboot", help="systemd unit (default: the agent)")
     ck = sub.add_parser("check", help="end-to-end checks against the running lab (re-runnable)")
-    ck.add_argument("--only", help=f"comma-separated checks to run (default: {','.join(checks.CHECKS)})")
+    ck.add_argument("--only", help=f"comma-separated checks to run (default: {','.join(schedule.CHECKS)})")
     ck.add_argument("--failover", action="store_true",
                     help="also kill the controller holding the VIP, check the API still answers, restart it "
                          "and wait until it rejoins (three-controller lab)")
     ck.add_argument("--json", action="store_true", help="results as JSON")
-    tl = sub.add_parser("timeline", help="SVG Gantt chart of the nodes' first-boot steps")
-    tl.add_argument("--out", type=Path, help="SVG file (default: build/lab/NAME/artifacts/timeline.svg)")
+    tl = sub.add_parser("timeline", help="a Gantt chart of every node's agent runs, step by step (SVG or PNG)")
+    tl.add_argument("--out", type=Path, help="the chart: SVG, or PNG when the name ends in .png "
+                    "(default: build/lab/NAME/artifacts/timeline.svg)")
     sub.add_parser("openrc", help="admin credentials for the VIP")
     sub.add_parser("down", help="remove the containers, keep the volumes")
     sub.add_parser("destroy", help="remove containers, volumes, seeds and secrets")

@@ -5,13 +5,9 @@ Everything else (templates, HAProxy, health checks, the renderer, overrides, doc
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from firstboot.document import Document, Node
-
+# The node roles: each is one golden image and one plan of first-boot steps.
 CONTROLLER, COMPUTE, STORAGE = "controller", "compute", "storage"
 ROLES = (CONTROLLER, COMPUTE, STORAGE)
 
@@ -33,13 +29,11 @@ PORTS: dict[str, int] = {
     "galera-health": 9200,
     "rabbitmq": 5672,
     "rabbitmq-dist": 25672,
-    "epmd": 4369,
     "rabbitmq-management": 15672,
     "memcached": 11211,
     "haproxy-stats": 8404,
     "ceph-mon": 3300,
     "ceph-mon-v1": 6789,
-    "goldstack-agent": 8499,
 }
 
 
@@ -77,19 +71,42 @@ def api(name: str) -> Api:
     return next(a for a in APIS if a.name == name)
 
 
-# Databases per service: the service's database user (password: secret db_<user>) owns exactly these.
-DATABASES: dict[str, tuple[str, ...]] = {
-    "keystone": ("keystone",),
-    "glance": ("glance",),
-    "placement": ("placement",),
-    "nova": ("nova_api", "nova", "nova_cell0"),
-    "neutron": ("neutron",),
-    "cinder": ("cinder",),
+@dataclass(frozen=True)
+class DatabaseUser:
+    """A service's database user: the databases it owns and the site secret holding its password."""
+
+    databases: tuple[str, ...]
+    secret: str
+
+
+DATABASE_USERS: dict[str, DatabaseUser] = {
+    "keystone": DatabaseUser(("keystone",), "db_keystone"),
+    "glance": DatabaseUser(("glance",), "db_glance"),
+    "placement": DatabaseUser(("placement",), "db_placement"),
+    "nova": DatabaseUser(("nova_api", "nova", "nova_cell0"), "db_nova"),
+    "neutron": DatabaseUser(("neutron",), "db_neutron"),
+    "cinder": DatabaseUser(("cinder",), "db_cinder"),
 }
 
-# Keystone users of the services (password: secret user_<name>), with roles on the `service` project.
-SERVICE_USERS: tuple[str, ...] = ("glance", "placement", "nova", "neutron", "cinder")
+# Keystone users of the services -> the site secret holding each one's password; each has
+# SERVICE_USER_ROLES on the `service` project.
+SERVICE_USERS: dict[str, str] = {
+    "glance": "user_glance",
+    "placement": "user_placement",
+    "nova": "user_nova",
+    "neutron": "user_neutron",
+    "cinder": "user_cinder",
+}
 SERVICE_USER_ROLES: tuple[str, ...] = ("admin", "service")
+
+# RabbitMQ's account of the OpenStack services (password: secret rabbitmq_openstack).
+RABBITMQ_USER = "openstack"
+RABBITMQ_SECRET = "rabbitmq_openstack"
+
+# Daemons the joining steps and the lab's checks find in the APIs' service lists; neutron's agents, nova's
+# and cinder's services are listed under the name of their systemd unit.
+NOVA_COMPUTE, CINDER_VOLUME = "nova-compute", "cinder-volume"
+NOVA_CONTROLLER_DAEMONS = ("nova-conductor", "nova-scheduler")
 
 # Service groups: the systemd units a config change restarts, per role.
 UNITS: dict[str, dict[str, tuple[str, ...]]] = {
@@ -103,15 +120,15 @@ UNITS: dict[str, dict[str, tuple[str, ...]]] = {
     "glance": {CONTROLLER: ("glance-api",)},
     "placement": {CONTROLLER: ("placement-api",)},
     "nova": {
-        CONTROLLER: ("nova-api", "nova-api-metadata", "nova-conductor", "nova-scheduler", "nova-novncproxy"),
-        COMPUTE: ("nova-compute",),
+        CONTROLLER: ("nova-api", "nova-api-metadata", *NOVA_CONTROLLER_DAEMONS, "nova-novncproxy"),
+        COMPUTE: (NOVA_COMPUTE,),
     },
     "neutron": {CONTROLLER: ("neutron-api", "neutron-rpc-server")},
     "neutron-agents": {
         CONTROLLER: ("neutron-openvswitch-agent", "neutron-dhcp-agent", "neutron-metadata-agent", "neutron-l3-agent"),
         COMPUTE: ("neutron-openvswitch-agent",),
     },
-    "cinder": {CONTROLLER: ("cinder-api", "cinder-scheduler"), STORAGE: ("cinder-volume",)},
+    "cinder": {CONTROLLER: ("cinder-api", "cinder-scheduler"), STORAGE: (CINDER_VOLUME,)},
     "horizon": {CONTROLLER: ("apache2",)},
     "ceph": {STORAGE: ("ceph-mon.target", "ceph-mgr.target", "ceph-osd.target")},
     "openvswitch": {CONTROLLER: ("openvswitch-switch",), COMPUTE: ("openvswitch-switch",)},
@@ -144,45 +161,14 @@ UWSGI_APIS: dict[str, UwsgiApi] = {
 }
 
 
-def _always(_: Document) -> bool:
-    return True
-
-
-def ceph_enabled(doc: Document) -> bool:
-    """Ceph runs on the storage nodes whenever the site has any."""
-    return bool(doc.storages)
-
-
-MAX_CEPH_MONITORS = 3
-
-
-def ceph_monitors(doc: Document) -> list[Node]:
-    """Monitors run on the first storage nodes (sorted by name), at most three: an odd quorum that
-    survives one loss without slowing every map update down with more voters."""
-    return sorted(doc.storages, key=lambda n: n.name)[:MAX_CEPH_MONITORS]
-
-
-def ceph_address(node: Node) -> str:
-    """Where a storage node's Ceph daemons listen: its storage network address, else management."""
-    return node.addresses.get("storage", node.management)
-
-
-def ceph_pool_size(doc: Document) -> int:
-    """Replicas per pool: the document's option, else one per storage node up to three."""
-    return doc.options["ceph_pool_size"] or min(3, max(1, len(doc.storages)))
+# Features of a site that decide whether a file is rendered (firstboot.document.Document.features).
+CEPH, RBD_VOLUMES, LVM_VOLUMES = "ceph", "rbd-volumes", "lvm-volumes"
+MAX_CEPH_MONITORS = 3  # an odd quorum that survives one loss without slowing every map update down
 
 
 def ceph_min_size(size: int) -> int:
     """Replicas that must be up for I/O: a majority of three, else every replica there is."""
     return 2 if size >= 3 else 1
-
-
-def rbd_volumes(doc: Document) -> bool:
-    return ceph_enabled(doc) and doc.options["cinder_backend"] == "rbd"
-
-
-def lvm_volumes(doc: Document) -> bool:
-    return doc.options["cinder_backend"] == "lvm"
 
 
 @dataclass(frozen=True)
@@ -195,11 +181,11 @@ class ConfigFile:
     group: str = "root"
     mode: int = 0o644
     override: str | None = None  # name under the document's `overrides:`; INI files only
-    when: Callable[[Document], bool] = _always
+    when: str = ""  # a feature the site must have (CEPH, RBD_VOLUMES...); empty = always
 
 
 def _f(path: str, template: str, roles: set[str], service: str, owner: str = "root", group: str = "root",
-       mode: int = 0o644, override: str | None = None, when: Callable[[Document], bool] = _always) -> ConfigFile:
+       mode: int = 0o644, override: str | None = None, when: str = "") -> ConfigFile:
     return ConfigFile(path, template, frozenset(roles), service, owner, group, mode, override, when)
 
 
@@ -268,25 +254,25 @@ CONFIG_FILES: tuple[ConfigFile, ...] = (
     _f("/etc/apache2/sites-available/openstack-dashboard-alias-only.conf", "horizon/apache-site.conf.j2", _C,
        "horizon"),
     # --- ceph (daemons on storage nodes; clients everywhere through librbd)
-    _f("/etc/ceph/ceph.conf", "ceph/ceph.conf.j2", _ALL, "ceph", override="ceph", when=ceph_enabled),
+    _f("/etc/ceph/ceph.conf", "ceph/ceph.conf.j2", _ALL, "ceph", override="ceph", when=CEPH),
     _f("/etc/ceph/ceph.client.admin.keyring", "ceph/keyring.j2:admin", _S, "ceph", mode=PRIVATE,
-       when=ceph_enabled),
-    _f("/etc/goldstack/ceph/ceph.mon.keyring", "ceph/keyring.j2:mon", _S, "ceph", mode=PRIVATE, when=ceph_enabled),
+       when=CEPH),
+    _f("/etc/goldstack/ceph/ceph.mon.keyring", "ceph/keyring.j2:mon", _S, "ceph", mode=PRIVATE, when=CEPH),
     _f("/var/lib/ceph/bootstrap-osd/ceph.keyring", "ceph/keyring.j2:bootstrap-osd", _S, "ceph", mode=PRIVATE,
-       when=ceph_enabled),
+       when=CEPH),
     _f("/etc/ceph/ceph.client.glance.keyring", "ceph/keyring.j2:glance", _C, "glance", "root", "glance", SECRET,
-       when=ceph_enabled),
+       when=CEPH),
     _f("/etc/ceph/ceph.client.cinder.keyring", "ceph/keyring.j2:cinder", _S, "cinder", "root", "cinder", SECRET,
-       when=rbd_volumes),
+       when=RBD_VOLUMES),
     _f("/etc/ceph/ceph.client.cinder.keyring", "ceph/keyring.j2:cinder", _K, "nova", "root", "nova", SECRET,
-       when=rbd_volumes),
+       when=RBD_VOLUMES),
     _f("/etc/ceph/ceph.client.nova.keyring", "ceph/keyring.j2:nova", _K, "nova", "root", "nova", SECRET,
-       when=ceph_enabled),
+       when=CEPH),
     # --- libvirt
     _f("/etc/libvirt/qemu.conf", "libvirt/qemu.conf.j2", _K, "libvirt", "root", "root", 0o600),
     _f("/etc/default/libvirtd", "libvirt/libvirtd.default.j2", _K, "libvirt"),
     _f("/etc/goldstack/libvirt/cinder-secret.xml", "libvirt/secret.xml.j2", _K, "libvirt", mode=PRIVATE,
-       when=rbd_volumes),
+       when=RBD_VOLUMES),
 )
 
 
@@ -307,8 +293,9 @@ DIRECTORIES: tuple[Directory, ...] = (
 )
 
 
-def files_for(doc: Document) -> list[ConfigFile]:
-    return [f for f in CONFIG_FILES if doc.role in f.roles and f.when(doc)]
+def files_for(role: str, features: frozenset[str] | set[str]) -> list[ConfigFile]:
+    """The files a node of `role` gets on a site with these features."""
+    return [f for f in CONFIG_FILES if role in f.roles and (not f.when or f.when in features)]
 
 
 def override_targets(role: str) -> set[str]:
@@ -346,39 +333,3 @@ CEPH_ENTITIES: dict[str, CephEntity] = {
                         ("osd", "profile rbd pool=vms, profile rbd-read-only pool=images"))),
 }
 CEPH_POOLS: tuple[str, ...] = ("volumes", "images", "vms")
-
-
-@dataclass(frozen=True)
-class OsloCheck:
-    """How `oslo-config-validator` checks one rendered INI file (tests/test_images.py runs it in the image).
-
-    sections_as: backend sections named at run time (enabled_backends) are checked as the static group
-    that holds the same options. gaps: options the service registers at run time, so the validator's
-    sample lacks them.
-    """
-
-    namespaces: tuple[str, ...]
-    sections_as: tuple[tuple[str, str], ...] = ()
-    gaps: tuple[str, ...] = ()
-
-
-_OSLO = ("oslo.log", "oslo.messaging", "oslo.concurrency", "oslo.db", "oslo.policy", "oslo.middleware",
-         "keystonemiddleware.auth_token")
-_AGENT = ("neutron.az.agent", "neutron.base.agent", "oslo.log")
-OSLO_VALIDATION: dict[str, OsloCheck] = {
-    "keystone": OsloCheck(("keystone", "oslo.cache", *_OSLO)),
-    "glance-api": OsloCheck(("glance.api", "glance.store", "glance.multi_store", "oslo.cache", *_OSLO),
-                            sections_as=(("rbd", "glance_store"), ("file", "glance_store"))),
-    "placement": OsloCheck(("placement.conf", *_OSLO)),
-    "nova": OsloCheck(("nova.conf", "oslo.cache", *_OSLO)),
-    "neutron": OsloCheck(("neutron", "neutron.agent", "neutron.db", "neutron.extensions", "nova.auth",
-                          "oslo.cache", *_OSLO)),
-    "ml2": OsloCheck(("neutron.ml2",)),
-    "openvswitch-agent": OsloCheck(("neutron.ml2.ovs.agent", "oslo.log")),
-    "dhcp-agent": OsloCheck(("neutron.dhcp.agent", *_AGENT)),
-    "metadata-agent": OsloCheck(("neutron.metadata.agent", "oslo.log")),
-    "l3-agent": OsloCheck(("neutron.l3.agent", *_AGENT)),
-    "cinder": OsloCheck(("cinder", "oslo.cache", *_OSLO),
-                        sections_as=(("rbd", "backend_defaults"), ("lvm", "backend_defaults")),
-                        gaps=("service_user/auth_type",)),
-}

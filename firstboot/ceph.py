@@ -46,15 +46,13 @@ def osd_uuid(doc: Document) -> str:
 def monmap_args(doc: Document) -> list[str]:
     """monmaptool arguments naming every monitor with its v2 and v1 address (identical on every monitor)."""
     args = []
-    for mon in catalog.ceph_monitors(doc):
-        address = catalog.ceph_address(mon)
-        args += ["--addv", mon.name,
-                 f"[v2:{address}:{catalog.PORTS['ceph-mon']},v1:{address}:{catalog.PORTS['ceph-mon-v1']}]"]
+    for mon in doc.ceph_monitors:
+        args += ["--addv", mon.name, mon.ceph_mon_vector]
     return args
 
 
 def is_monitor(doc: Document) -> bool:
-    return any(m.name == doc.node.name for m in catalog.ceph_monitors(doc))
+    return any(m.name == doc.node.name for m in doc.ceph_monitors)
 
 
 def ceph(*args: str, timeout: float = 120) -> str:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from firstboot import agent, document, errors, render, seed, sources
+from firstboot.catalog import PORTS
 from firstboot.files import apply_files
 from firstboot.logsetup import REDACT, setup
 from firstboot.sources.metadata_http import DEFAULT_URL
@@ -113,6 +115,16 @@ def cmd_units(args: argparse.Namespace) -> int:
     return errors.EXIT_OK
 
 
+def cmd_steps(args: argparse.Namespace) -> int:
+    from firstboot import catalog, reference
+
+    if args.markdown:
+        print(reference.steps_table(args.role))
+        return errors.EXIT_OK
+    print("\n\n".join(reference.steps_text(r) for r in ((args.role,) if args.role else catalog.ROLES)))
+    return errors.EXIT_OK
+
+
 def cmd_galera_health(args: argparse.Namespace) -> int:
     from firstboot import health
 
@@ -163,18 +175,11 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     return errors.EXIT_OK
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m firstboot", description=DESCRIPTION, epilog=EXIT_CODES,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+AddCommand = Callable[..., argparse.ArgumentParser]
 
-    def add(name: str, help_text: str, description: str, epilog: str = "") -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_text, description=description, epilog=(epilog + "\n" + EXIT_CODES),
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
-        p.add_argument("--root", type=Path, default=Path("/"), help="act on a tree under this directory "
-                       "instead of / (for previews and tests)")
-        return p
 
+def _agent_commands(add: AddCommand) -> None:
+    """What runs on a node: the agent itself and the views of what it does."""
     p = add("run", "run the first-boot steps (what goldstack-firstboot.service does)",
             "Find the node document, validate it, and run every step of the node's role that is not done "
             "yet. Safe to repeat: a second run after success does nothing; a run that was killed resumes.",
@@ -215,6 +220,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--state", type=Path, help=f"state file (default {DEFAULT_PATH})")
     p.set_defaults(func=cmd_status)
 
+    p = add("steps", "show a role's first-boot steps in order: what each follows and what it does",
+            "Print the steps the agent runs for a role, numbered in the order its log numbers them, with the "
+            "steps each one comes after and what it does. A step starts as soon as every step it comes after "
+            "is done, so steps on different lines run side by side. With no --role, every role's.",
+            "examples:\n  python -m firstboot steps --role controller\n  python -m firstboot steps --markdown")
+    p.add_argument("--role", choices=document.ROLES, help="one role (default: every role)")
+    p.add_argument("--markdown", action="store_true", help="a Markdown table (the one in docs/agent.md)")
+    p.set_defaults(func=cmd_steps)
+
+    p = add("units", "list the systemd units the agent manages for a role",
+            "Print the systemd units of a role's services, one per line, from the agent's catalog. Image "
+            "builds use it to keep these units disabled until the agent has configured them.",
+            "examples:\n  python -m firstboot units --role compute\n  python -m firstboot units --all")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--role", choices=document.ROLES)
+    which.add_argument("--all", action="store_true", help="every role's units")
+    p.set_defaults(func=cmd_units)
+
+
+def _site_commands(add: AddCommand) -> None:
+    """What an operator runs for a whole site."""
     p = add("seed", "make per-node seeds and the site secrets from an inventory",
             "Validate a site inventory (cluster, vip, networks, nodes with role and addresses) and write, for "
             "each node, OUT/NODE/ with node.yaml, a NoCloud directory and ISO (label cidata) and a ConfigDrive "
@@ -228,21 +254,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated subset of " + ", ".join(seed.FORMATS) + " (default: all)")
     p.set_defaults(func=cmd_seed)
 
-    p = add("units", "list the systemd units the agent manages for a role",
-            "Print the systemd units of a role's services, one per line, from the agent's catalog. Image "
-            "builds use it to keep these units disabled until the agent has configured them.",
-            "examples:\n  python -m firstboot units --role compute\n  python -m firstboot units --all")
-    which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--role", choices=document.ROLES)
-    which.add_argument("--all", action="store_true", help="every role's units")
-    p.set_defaults(func=cmd_units)
 
+def _cluster_commands(add: AddCommand) -> None:
+    """The controllers' clustering: Galera's health endpoint and override, the run-once tasks."""
     p = add("galera-health", "serve the Galera health endpoint (run by goldstack-galera-health.service)",
             "Serve GET / (200 when this node is Primary and Synced, else 503: HAProxy's check) and GET /galera "
             "(this node's state and last committed position as JSON: what peers' agents read to decide who "
             "bootstraps).", "example:\n  python -m firstboot galera-health --bind 10.0.0.11 --node ctl1")
     p.add_argument("--bind", required=True, help="address to listen on (the management address)")
-    p.add_argument("--port", type=int, default=9200, help="port (default %(default)s)")
+    p.add_argument("--port", type=int, default=PORTS["galera-health"], help="port (default %(default)s)")
     p.add_argument("--node", required=True, help="this node's name, as in the node document")
     p.add_argument("-v", "--verbose", action="store_true", help="log every request")
     p.set_defaults(func=cmd_galera_health)
@@ -250,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("galera-bootstrap", "operator override: make this node bootstrap Galera",
             "After a full outage where a controller never comes back, the agents wait rather than guess who "
             "holds the latest data. Run this on the controller you choose (the one with the highest seqno in "
-            "`curl http://NODE:9200/galera`) to let it bootstrap without the missing peer.",
+            f"`curl http://NODE:{PORTS['galera-health']}/galera`) to let it bootstrap without the missing peer.",
             "examples:\n  goldstack-firstboot galera-bootstrap --yes && systemctl restart goldstack-firstboot\n"
             "  goldstack-firstboot galera-bootstrap --undo")
     p.add_argument("--yes", action="store_true", help="confirm: data committed only on absent nodes may be lost")
@@ -264,6 +284,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--history", action="store_true", help="also print the event log")
     p.set_defaults(func=cmd_tasks)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m firstboot", description=DESCRIPTION, epilog=EXIT_CODES,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, help_text: str, description: str, epilog: str = "") -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=description, epilog=(epilog + "\n" + EXIT_CODES),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.add_argument("--root", type=Path, default=Path("/"), help="act on a tree under this directory "
+                       "instead of / (for previews and tests)")
+        return p
+
+    for commands in (_agent_commands, _site_commands, _cluster_commands):
+        commands(add)
     return parser
 
 

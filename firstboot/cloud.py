@@ -19,8 +19,6 @@ TIMEOUT = 30
 # started now: the controllers' clocks (chrony) and systemd's whole-second start times. A report left by
 # the daemon before the node went down is older: the node was down for longer than this.
 CLOCK_SKEW_SECONDS = 2
-# The binaries the APIs list these daemons as; their systemd units carry the same names.
-NOVA_COMPUTE, CINDER_VOLUME = "nova-compute", "cinder-volume"
 _SESSIONS: dict[tuple[str, str], keystone_api.Keystone] = {}
 
 
@@ -29,7 +27,7 @@ def session(doc: Document, user: str) -> keystone_api.Keystone:
     for the agent's later polls: each new token costs Keystone a password hash (~0.3 s of CPU)."""
     key = _session_key(doc, user)
     if key not in _SESSIONS:
-        _SESSIONS[key] = keystone_api.Keystone(key[0], str(doc.secrets[f"user_{user}"]), project="service",
+        _SESSIONS[key] = keystone_api.Keystone(key[0], str(doc.secrets[catalog.SERVICE_USERS[user]]), project="service",
                                                user=user)
     return _SESSIONS[key]
 
@@ -87,7 +85,7 @@ def compute_registered(doc: Document, since: float | None = None) -> tuple[bool,
     nova, version = api_url(doc, "nova", "/v2.1"), {"OpenStack-API-Version": "compute 2.53"}
     try:
         services = get(doc, "nova", f"{nova}/os-services", version, host=host,
-                       binary=NOVA_COMPUTE).get("services", [])
+                       binary=catalog.NOVA_COMPUTE).get("services", [])
         hypervisors = get(doc, "nova", f"{nova}/os-hypervisors", version,
                           hypervisor_hostname_pattern=host).get("hypervisors", [])
     except (requests.RequestException, ValueError, KeyError):
@@ -106,7 +104,7 @@ def volume_registered(doc: Document, backend: str, since: float | None = None) -
     try:
         project = session(doc, "cinder").token_body["project"]["id"]
         services = get(doc, "cinder", f"{api_url(doc, 'cinder', '/v3')}/{project}/os-services",
-                       binary=CINDER_VOLUME)["services"]
+                       binary=catalog.CINDER_VOLUME)["services"]
     except (requests.RequestException, ValueError, KeyError):
         return False, "the block-storage API does not answer yet"
     mine = [s for s in services if s.get("host") == host]

@@ -18,10 +18,11 @@ import yaml
 
 from firstboot import catalog
 from firstboot import secrets as secretspec
+from firstboot.addresses import hostport
 from firstboot.errors import FieldProblem, InvalidInput
 
 VERSION = 1
-ROLES = (secretspec.CONTROLLER, secretspec.COMPUTE, secretspec.STORAGE)
+ROLES = catalog.ROLES
 NETWORKS = ("management", "tunnel", "provider", "storage")
 NAME_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _REGION = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -96,6 +97,17 @@ class Node:
     def management(self) -> str:
         return self.addresses["management"]
 
+    @property
+    def ceph_address(self) -> str:
+        """Where a storage node's Ceph daemons listen: its storage network address, else management."""
+        return self.addresses.get("storage", self.management)
+
+    @property
+    def ceph_mon_vector(self) -> str:
+        """This node's monitor addresses (v2 and v1) as monmaptool and ceph.conf's mon_host write them."""
+        v2, v1 = (hostport(self.ceph_address, catalog.PORTS[p]) for p in ("ceph-mon", "ceph-mon-v1"))
+        return f"[v2:{v2},v1:{v1}]"
+
 
 @dataclass(frozen=True)
 class Document:
@@ -117,19 +129,51 @@ class Document:
 
     @property
     def controllers(self) -> list[Node]:
-        return self.peers.get(secretspec.CONTROLLER, [])
+        return self.peers.get(catalog.CONTROLLER, [])
 
     @property
     def computes(self) -> list[Node]:
-        return self.peers.get(secretspec.COMPUTE, [])
+        return self.peers.get(catalog.COMPUTE, [])
 
     @property
     def storages(self) -> list[Node]:
-        return self.peers.get(secretspec.STORAGE, [])
+        return self.peers.get(catalog.STORAGE, [])
 
     @property
     def all_nodes(self) -> list[Node]:
         return [n for role in ROLES for n in self.peers.get(role, [])]
+
+    # --- the site's topology, as the renderer and the steps need it
+
+    @property
+    def ceph_enabled(self) -> bool:
+        """Ceph runs on the storage nodes whenever the site has any."""
+        return bool(self.storages)
+
+    @property
+    def rbd_volumes(self) -> bool:
+        return self.ceph_enabled and self.options["cinder_backend"] == "rbd"
+
+    @property
+    def lvm_volumes(self) -> bool:
+        return self.options["cinder_backend"] == "lvm"
+
+    @property
+    def features(self) -> frozenset[str]:
+        """The catalog's features this site has (which decide the files a node gets)."""
+        flags = {catalog.CEPH: self.ceph_enabled, catalog.RBD_VOLUMES: self.rbd_volumes,
+                 catalog.LVM_VOLUMES: self.lvm_volumes}
+        return frozenset(name for name, on in flags.items() if on)
+
+    @property
+    def ceph_monitors(self) -> list[Node]:
+        """Monitors run on the first storage nodes by name, at most catalog.MAX_CEPH_MONITORS."""
+        return sorted(self.storages, key=lambda n: n.name)[:catalog.MAX_CEPH_MONITORS]
+
+    @property
+    def ceph_pool_size(self) -> int:
+        """Replicas per pool: the document's option, else one per storage node up to three."""
+        return self.options["ceph_pool_size"] or min(3, max(1, len(self.storages)))
 
 
 def parse_text(text: str, source: str) -> dict[str, Any]:

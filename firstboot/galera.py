@@ -132,8 +132,8 @@ def entering_before(me: str, reports: dict[str, Report | None]) -> list[str]:
     """Joiners ahead of `me` (earlier by name) not yet in the serving peers' Primary component.
 
     Joiners enter one at a time: a node that connects while the cluster installs the view admitting
-    another is turned away (the donor "forgets" it) and may not reconnect for gmcast.time_wait (5 s):
-    seen here as a joiner Synced 7 s after the other, the schema syncs waiting for it."""
+    another is turned away (the donor "forgets" it) and may not reconnect for gmcast.time_wait (5 s),
+    while the schema syncs wait for it."""
     serving = serving_peers(me, reports)
     members = max((reports[n].members for n in serving if reports[n]), default=0)  # type: ignore[union-attr]
     ahead = sorted(n for n, r in reports.items()

@@ -20,7 +20,7 @@ INTERFACES = ("public", "internal", "admin")
 class Keystone:
     """An authenticated Keystone v3 client. Each call opens its own connection: uWSGI's HTTP socket closes
     a connection after each response without saying so, and a kept-alive connection reused at that moment
-    is reset (seen here after 204 answers). Idempotent calls are retried once on a reset."""
+    is reset (after 204 answers, for one). Idempotent calls are retried once on a reset."""
 
     def __init__(self, url: str, password: str, project: str = "admin", user: str = "admin"):
         self.url = url.rstrip("/")
@@ -65,8 +65,8 @@ def ensure_catalog(doc: Document) -> str:
     project = ks.ensure("projects", {"name": "service", "domain_id": "default",
                                      "description": "OpenStack service users"}, name="service", domain_id="default")
     roles = {name: ks.ensure("roles", {"name": name}, name=name) for name in catalog.SERVICE_USER_ROLES}
-    for name in catalog.SERVICE_USERS:
-        password = str(doc.secrets[f"user_{name}"])
+    for name, secret in catalog.SERVICE_USERS.items():
+        password = str(doc.secrets[secret])
         user = ks.find("users", name=name, domain_id="default")
         if user is None:
             user = ks._call("POST", "/users", json={"user": {"name": name, "domain_id": "default",

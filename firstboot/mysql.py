@@ -17,7 +17,6 @@ SOCKET = "/run/mysqld/mysqld.sock"
 HANDSHAKE_V10, ERROR_PACKET = 0x0A, 0xFF  # the first payload byte of what a server sends on connecting
 ER_DUP_ENTRY = 1062
 ER_LOCK_DEADLOCK = 1213
-ER_UNKNOWN_COM_ERROR = 1047  # "WSREP has not yet prepared node for application use"
 _ERROR = re.compile(r"ERROR (\d+)")
 
 

@@ -12,9 +12,9 @@ from urllib.parse import quote
 import requests
 
 from firstboot import catalog, proc
+from firstboot.addresses import hostport
 from firstboot.document import Document
 
-OPENSTACK_USER = "openstack"
 ADMIN_USER = "goldstack-admin"  # rabbitmq.conf's default_user: replaces guest, which is never created
 TIMEOUT = 20
 
@@ -55,9 +55,8 @@ def rabbitmqctl(*args: str, timeout: float = 120) -> None:
 
 
 def _api(doc: Document, address: str | None = None) -> tuple[str, tuple[str, str]]:
-    host = address or doc.node.management
-    host = f"[{host}]" if ":" in host else host
-    return f"http://{host}:{catalog.PORTS['rabbitmq-management']}/api", (ADMIN_USER, str(doc.secrets["rabbitmq_admin"]))
+    where = hostport(address or doc.node.management, catalog.PORTS["rabbitmq-management"])
+    return f"http://{where}/api", (ADMIN_USER, str(doc.secrets["rabbitmq_admin"]))
 
 
 def ensure_users(doc: Document) -> str:
@@ -65,15 +64,15 @@ def ensure_users(doc: Document) -> str:
     base, auth = _api(doc)
     session = requests.Session()
     session.auth = auth
-    user = quote(OPENSTACK_USER, safe="")
-    session.put(f"{base}/users/{user}", json={"password": str(doc.secrets["rabbitmq_openstack"]), "tags": ""},
+    user = quote(catalog.RABBITMQ_USER, safe="")
+    session.put(f"{base}/users/{user}", json={"password": str(doc.secrets[catalog.RABBITMQ_SECRET]), "tags": ""},
                 timeout=TIMEOUT).raise_for_status()
     session.put(f"{base}/permissions/%2F/{user}", json={"configure": ".*", "write": ".*", "read": ".*"},
                 timeout=TIMEOUT).raise_for_status()
     gone = session.delete(f"{base}/users/guest", timeout=TIMEOUT)
     if gone.status_code not in (204, 404):
         gone.raise_for_status()
-    return f"user {OPENSTACK_USER} with rights on /; no guest"
+    return f"user {catalog.RABBITMQ_USER} with rights on /; no guest"
 
 
 def management_ready(doc: Document) -> bool:

@@ -19,6 +19,7 @@ import jinja2
 import yaml
 
 from firstboot import catalog, ini
+from firstboot.addresses import hostport
 from firstboot.document import Document
 from firstboot.errors import GoldstackError
 
@@ -49,90 +50,107 @@ class Facts:
     provider_interface: str | None = None  # the interface holding the node's provider address, if any
 
 
-def _hostport(address: str, port: int) -> str:
-    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
-
-
 # PyMySQL waits for the server with no limit of its own. A connection whose HAProxy died with its
-# controller (the VIP moved on) then holds its worker forever, and keystone's cache lock with it: every
-# token request behind that lock hung until the dead controller came back. No API answer may take longer
-# than HAProxy's 90 s anyway; a database sync with longer single statements needs this raised (overrides).
+# controller (the VIP moved on) would hold its worker, and keystone's cache lock with it, until the dead
+# controller came back. No API answer may take longer than HAProxy's 90 s anyway; a database sync with
+# longer single statements needs this raised (overrides).
 DB_IO_TIMEOUT_S = 90
 
 
 def api_url(doc: Document, api: str, suffix: str = "", address: str | None = None) -> str:
     """An API's URL through the VIP (what the catalog and every client use), or on one node's address."""
-    return f"http://{_hostport(address or doc.vip, catalog.PORTS[api])}{suffix}"
+    return f"http://{hostport(address or doc.vip, catalog.PORTS[api])}{suffix}"
+
+
+def db_url(doc: Document, database: str, user: str | None = None) -> str:
+    """SQLAlchemy's URL of a service database through the VIP, as its owner (default: a user named alike)."""
+    user = user or database
+    password = quote(str(doc.secrets[catalog.DATABASE_USERS[user].secret]), safe="")
+    return (f"mysql+pymysql://{user}:{password}@{hostport(doc.vip, catalog.PORTS['mysql'])}/{database}"
+            f"?charset=utf8mb4&read_timeout={DB_IO_TIMEOUT_S}&write_timeout={DB_IO_TIMEOUT_S}")
+
+
+def transport_url(doc: Document) -> str:
+    """oslo.messaging's URL: the OpenStack user on every controller's RabbitMQ."""
+    password = quote(str(doc.secrets[catalog.RABBITMQ_SECRET]), safe="")
+    servers = ",".join(f"{catalog.RABBITMQ_USER}:{password}@{hostport(c.management, catalog.PORTS['rabbitmq'])}"
+                       for c in doc.controllers)
+    return f"rabbit://{servers}/"
+
+
+def _node_context(doc: Document, facts: Facts) -> dict[str, Any]:
+    """Who this node is and where it listens."""
+    ip = doc.node.management
+    return {
+        "node": doc.node,
+        "role": doc.role,
+        "ip": ip,
+        "tunnel_ip": doc.node.addresses.get("tunnel", ip),
+        "storage_ip": doc.node.addresses.get("storage", ip),
+        "management_interface": doc.node.interfaces.get("management", facts.management_interface),
+        "provider_interface": doc.node.interfaces.get("provider") or facts.provider_interface,
+        "facts": facts,
+    }
+
+
+def _site_context(doc: Document) -> dict[str, Any]:
+    """The site: its peers, the VIP and the networks."""
+    controllers = doc.controllers
+    first = min((c.name for c in controllers), default=None)
+    mgmt_net = doc.networks.get("management")
+    return {
+        "cluster": doc.cluster,
+        "region": doc.region,
+        "controllers": controllers,
+        "storages": doc.storages,
+        "others": [c for c in controllers if c.name != doc.node.name],
+        # The first controller by name seeds RabbitMQ's cluster: it discovers only itself.
+        "rabbitmq_discovery_nodes": [c for c in controllers if c.name == first]
+        if doc.node.name == first else controllers,
+        "vip": doc.vip,
+        "vip_prefix": int(mgmt_net.split("/")[1]) if mgmt_net else 32,
+        # Same on every controller of a cluster, different between clusters sharing a segment.
+        "vrrp_router_id": 1 + int(hashlib.sha256(doc.cluster.encode()).hexdigest()[:8], 16) % 254,
+        "networks": doc.networks,
+        "provider_bridge": catalog.PROVIDER_BRIDGE,
+        "options": doc.options,
+        "debug": "true" if doc.options["debug"] else "false",
+    }
+
+
+def _services_context(doc: Document) -> dict[str, Any]:
+    """How the services reach each other: URLs, credentials, the catalog's tables."""
+    return {
+        "secrets": doc.secrets,
+        "service_password": lambda user: doc.secrets[catalog.SERVICE_USERS[user]],
+        "ports": catalog.PORTS,
+        "apis": catalog.APIS,
+        "uwsgi_apis": catalog.UWSGI_APIS,
+        "url": lambda api, suffix="": api_url(doc, api, suffix),
+        "db_url": lambda database, user=None: db_url(doc, database, user),
+        "keystone_url": api_url(doc, "keystone"),
+        "transport_url": transport_url(doc),
+        "memcached_servers": ",".join(hostport(c.management, catalog.PORTS["memcached"]) for c in doc.controllers),
+    }
+
+
+def _storage_context(doc: Document) -> dict[str, Any]:
+    """Ceph and the volume backends."""
+    return {
+        "ceph_enabled": doc.ceph_enabled,
+        "rbd_volumes": doc.rbd_volumes,
+        "lvm_volumes": doc.lvm_volumes,
+        "ceph_entities": catalog.CEPH_ENTITIES,
+        "ceph_pool_size": doc.ceph_pool_size,
+        "ceph_min_size": catalog.ceph_min_size(doc.ceph_pool_size),
+        "ceph_public_network": doc.networks.get("storage") or doc.networks.get("management"),
+        "mon_nodes": doc.ceph_monitors,
+    }
 
 
 def build_context(doc: Document, facts: Facts) -> dict[str, Any]:
     """Every value the templates may use: derived once here, so templates stay declarative."""
-    vip = doc.vip
-    ip = doc.node.management
-    controllers = doc.controllers
-    sec = doc.secrets
-    ports = catalog.PORTS
-
-    def url(api: str, suffix: str = "") -> str:
-        return api_url(doc, api, suffix)
-
-    def db_url(database: str, user: str | None = None) -> str:
-        user = user or database
-        password = quote(str(sec[f"db_{user}"]), safe="")
-        return (f"mysql+pymysql://{user}:{password}@{_hostport(vip, ports['mysql'])}/{database}"
-                f"?charset=utf8mb4&read_timeout={DB_IO_TIMEOUT_S}&write_timeout={DB_IO_TIMEOUT_S}")
-
-    rabbit_password = quote(str(sec["rabbitmq_openstack"]), safe="")
-    transport_url = "rabbit://" + ",".join(
-        f"openstack:{rabbit_password}@{_hostport(c.management, ports['rabbitmq'])}" for c in controllers
-    ) + "/"
-    storages = doc.storages
-    mgmt_net = doc.networks.get("management")
-    return {
-        "doc": doc,
-        "node": doc.node,
-        "role": doc.role,
-        "cluster": doc.cluster,
-        "region": doc.region,
-        "ip": ip,
-        "tunnel_ip": doc.node.addresses.get("tunnel", ip),
-        "storage_ip": doc.node.addresses.get("storage", ip),
-        "controllers": controllers,
-        "computes": doc.computes,
-        "storages": storages,
-        "others": [c for c in controllers if c.name != doc.node.name],
-        "rabbitmq_discovery_nodes": [c for c in controllers if c.name == doc.node.name]
-        if controllers and doc.node.name == min(c.name for c in controllers) else controllers,
-        "vip": vip,
-        "vip_prefix": int(mgmt_net.split("/")[1]) if mgmt_net else 32,
-        # Same on every controller of a cluster, different between clusters sharing a segment.
-        "vrrp_router_id": 1 + int(hashlib.sha256(doc.cluster.encode()).hexdigest()[:8], 16) % 254,
-        "management_interface": doc.node.interfaces.get("management", facts.management_interface),
-        "provider_interface": doc.node.interfaces.get("provider") or facts.provider_interface,
-        "provider_bridge": catalog.PROVIDER_BRIDGE,
-        "networks": doc.networks,
-        "secrets": sec,
-        "options": doc.options,
-        "debug": "true" if doc.options["debug"] else "false",
-        "facts": facts,
-        "ports": ports,
-        "apis": catalog.APIS,
-        "url": url,
-        "db_url": db_url,
-        "keystone_url": url("keystone"),
-        "transport_url": transport_url,
-        "memcached_servers": ",".join(_hostport(c.management, ports["memcached"]) for c in controllers),
-        "ceph_enabled": catalog.ceph_enabled(doc),
-        "rbd_volumes": catalog.rbd_volumes(doc),
-        "lvm_volumes": catalog.lvm_volumes(doc),
-        "ceph_entities": catalog.CEPH_ENTITIES,
-        "uwsgi_apis": catalog.UWSGI_APIS,
-        "ceph_pool_size": catalog.ceph_pool_size(doc),
-        "ceph_min_size": catalog.ceph_min_size(catalog.ceph_pool_size(doc)),
-        "ceph_address": catalog.ceph_address,
-        "ceph_public_network": doc.networks.get("storage") or mgmt_net,
-        "mon_nodes": catalog.ceph_monitors(doc),
-    }
+    return {**_node_context(doc, facts), **_site_context(doc), **_services_context(doc), **_storage_context(doc)}
 
 
 def _environment() -> jinja2.Environment:
@@ -146,7 +164,7 @@ def _environment() -> jinja2.Environment:
     )
     env.filters["shquote"] = lambda v: shlex.quote(str(v))
     env.filters["pyrepr"] = lambda v: repr(v)
-    env.filters["hostport"] = _hostport
+    env.filters["hostport"] = hostport
     env.filters["tojson"] = lambda v: json.dumps(v)
     return env
 
@@ -185,7 +203,7 @@ def render_tree(doc: Document, facts: Facts | None = None) -> dict[str, Rendered
     context = build_context(doc, facts or Facts())
     rendered: dict[str, RenderedFile] = {}
     failures: list[str] = []
-    for spec in catalog.files_for(doc):
+    for spec in catalog.files_for(doc.role, doc.features):
         name, *args = spec.template.split(":")
         try:
             text = _ENV.get_template(name).render(context, args=args)

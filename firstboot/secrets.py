@@ -18,8 +18,9 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-CONTROLLER, COMPUTE, STORAGE = "controller", "compute", "storage"
-ALL_ROLES = frozenset({CONTROLLER, COMPUTE, STORAGE})
+from firstboot.catalog import COMPUTE, CONTROLLER, ROLES, STORAGE
+
+ALL_ROLES = frozenset(ROLES)
 
 # Values nobody should ever deploy with. Compared case-insensitively.
 KNOWN_DEFAULTS = frozenset(

@@ -60,7 +60,7 @@ def load_inventory(path: Path) -> Inventory:
             entries.append((f"nodes[{i}]", node))
     if nodes_raw:
         document.check_controller_count(
-            chk, sum(1 for _, n in entries if n.role == secretspec.CONTROLLER), "nodes (role: controller)")
+            chk, sum(1 for _, n in entries if n.role == catalog.CONTROLLER), "nodes (role: controller)")
     document.check_node_set(chk, entries)
     vip = document.check_vip(chk, top["vip"], entries)[0] if "vip" in top else None
     document.check_networks(chk, top.get("networks", {}), entries, vip)

@@ -21,6 +21,9 @@ def default_path(root: Path, override: Path | None = None) -> Path:
 
 
 PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
+# Earlier runs kept in the record (`history`), oldest first: a node's runs after a kill, a power loss or a
+# reconfiguration, each with the steps it did the work of.
+KEPT_RUNS = 20
 
 
 def _now() -> float:
@@ -28,7 +31,8 @@ def _now() -> float:
 
 
 class StateStore:
-    """A JSON file: {"agent": {...}, "steps": {name: {...}}}. A crash leaves the last complete write."""
+    """A JSON file: {"agent": {...}, "steps": {name: {...}}, "history": [...]}. A crash leaves the last complete
+    write."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -40,12 +44,13 @@ class StateStore:
         try:
             data = json.loads(self.path.read_text())
         except FileNotFoundError:
-            return {"agent": {}, "steps": {}}
+            return {"agent": {}, "steps": {}, "history": []}
         except json.JSONDecodeError:
             # Only a hand edit can do this (writes are atomic); start afresh and say so in the record.
-            return {"agent": {"note": f"{self.path} was unreadable and was reset"}, "steps": {}}
+            return {"agent": {"note": f"{self.path} was unreadable and was reset"}, "steps": {}, "history": []}
         data.setdefault("agent", {})
         data.setdefault("steps", {})
+        data.setdefault("history", [])
         return data
 
     def save(self) -> None:
@@ -57,8 +62,23 @@ class StateStore:
         with self.lock:
             return self.data["steps"].setdefault(name, {"status": PENDING, "runs": 0})
 
+    def _archive_last_run(self) -> None:
+        """Keep the run that ended (its times, outcome and the steps it did) before a new one begins."""
+        agent = self.data["agent"]
+        began = agent.get("started")
+        if not began:
+            return
+        ended = agent.get("finished") or _now()
+        steps = {name: {k: rec.get(k) for k in ("status", "started", "finished", "seconds")}
+                 for name, rec in self.data["steps"].items()
+                 if rec.get("started") is not None and began <= rec["started"] <= ended}
+        self.data["history"] = [*self.data["history"], {"started": began, "finished": agent.get("finished"),
+                                                  "status": agent.get("status"), "error": agent.get("error"),
+                                                  "document": agent.get("document"), "steps": steps}][-KEPT_RUNS:]
+
     def begin_run(self, **info: Any) -> None:
         with self.lock:
+            self._archive_last_run()
             agent = self.data["agent"]
             agent.update(info)
             agent.update({"status": RUNNING, "started": _now(), "finished": None, "pid": os.getpid(), "error": None})

@@ -109,15 +109,16 @@ def _db_host(doc: Document) -> str:
 def create_databases(doc: Document) -> str:
     host = mysql.quote(_db_host(doc))
     sql = []
-    for user, databases in catalog.DATABASES.items():
-        password = mysql.quote(doc.secrets[f"db_{user}"])
+    for user, account in catalog.DATABASE_USERS.items():
+        password = mysql.quote(doc.secrets[account.secret])
         sql.append(f"CREATE USER IF NOT EXISTS {mysql.quote(user)}@{host} IDENTIFIED BY {password};")
         sql.append(f"ALTER USER {mysql.quote(user)}@{host} IDENTIFIED BY {password};")
-        for database in databases:
+        for database in account.databases:
             sql.append(f"CREATE DATABASE IF NOT EXISTS `{database}` CHARACTER SET utf8mb4;")
             sql.append(f"GRANT ALL PRIVILEGES ON `{database}`.* TO {mysql.quote(user)}@{host};")
     mysql.run_sql("\n".join(sql))
-    return f"{sum(len(d) for d in catalog.DATABASES.values())} databases, {len(catalog.DATABASES)} users"
+    databases = sum(len(a.databases) for a in catalog.DATABASE_USERS.values())
+    return f"{databases} databases, {len(catalog.DATABASE_USERS)} users"
 
 
 def recreate_databases(doc: Document, databases: tuple[str, ...]) -> None:
@@ -144,7 +145,9 @@ def rabbitmq_users(doc: Document) -> str:
 
 
 def _schema_version() -> str:
-    return "goldstack:" + hashlib.sha256(repr(sorted(catalog.DATABASES.items())).encode()).hexdigest()[:12]
+    """The databases and their owners: a change re-runs the task that creates them."""
+    owned = sorted((user, account.databases) for user, account in catalog.DATABASE_USERS.items())
+    return "goldstack:" + hashlib.sha256(repr(owned).encode()).hexdigest()[:12]
 
 
 _NEUTRON_CONF = ("--config-file", "/etc/neutron/neutron.conf", "--config-file", "/etc/neutron/plugins/ml2/ml2_conf.ini")

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
+from firstboot import catalog, seed
 from firstboot import secrets as secretspec
-from firstboot import seed
 
 LAB = {
     "cluster": "testlab",
@@ -56,6 +56,17 @@ def inventory_file(tmp_path: Path, inventory) -> Path:
     return path
 
 
+HEAVY = ("docker", "image", "cluster", "qcow2", "lab", "storage")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """`heavy` marks every test that builds images or runs containers or VMs: `-m "not heavy"` is the fast
+    tier of pure logic."""
+    for item in items:
+        if any(item.get_closest_marker(m) for m in HEAVY):
+            item.add_marker(pytest.mark.heavy)
+
+
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> None:
     """Remember the first failure in a `sequence` module: its shared lab is then in an unknown state."""
     if call.excinfo is not None and call.when in ("setup", "call") and item.get_closest_marker("sequence") \
@@ -89,7 +100,7 @@ def built_images(tmp_path_factory) -> dict[str, str]:
     log = out / "build.log"
     tail = "\n".join(log.read_text().splitlines()[-80:]) if log.exists() else ""
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:] + tail
-    images = {role: f"goldstack/{role}:{IMAGE_TAG}" for role in ("controller", "compute", "storage")}
+    images = {role: f"goldstack/{role}:{IMAGE_TAG}" for role in catalog.ROLES}
     for ref in images.values():
         assert ref in proc.stdout  # the summary table names every artifact
     return {**images, "_output": str(out)}

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 LABEL = "org.goldstack.test"
-# systemd as PID 1 without --privileged (this host refuses it): see shared/environment.md. Plus the
+# systemd as PID 1 without --privileged (this host refuses it): see docs/host.md. Plus the
 # capabilities the services' privsep daemons keep for themselves (neutron's
 # and nova's contexts include DAC_READ_SEARCH and SYS_PTRACE, which Docker does not grant by default).
 SYSTEMD_FLAGS = [

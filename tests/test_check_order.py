@@ -1,19 +1,17 @@
-"""The order the lab checks run in (compose/checks.py's NEEDS), with stand-in checks that record when they
+"""The order the lab checks run in (compose/schedule.py's NEEDS), with stand-in checks that record when they
 start and end and reach their moments: `failover` starts only once every other check but the server is
 through, the server is built while the killed controller rejoins, not after, and without failover once
 the image, subnet and volume it uses exist. The real checks run in tests/test_lab.py."""
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "compose"))
-import checks
+from compose import schedule
+from compose.labview import LabView
 
 
 @pytest.fixture
@@ -27,10 +25,10 @@ def recorded(monkeypatch, tmp_path):
 
     def stand_in(name: str, seconds: float):
         # The moments of this check that others wait for (NEEDS), reached half-way.
-        moments = {need.split(":", 1)[1] for needs in checks.NEEDS.values() for need in needs
+        moments = {need.split(":", 1)[1] for needs in schedule.NEEDS.values() for need in needs
                    if need.startswith(f"{name}:")}
 
-        def check(lab: checks.LabView) -> tuple[str, dict]:
+        def check(lab: LabView) -> tuple[str, dict]:
             record(name, "start")
             time.sleep(seconds)
             for moment in sorted(moments):
@@ -41,19 +39,19 @@ def recorded(monkeypatch, tmp_path):
             return "ok", {}
         return check
 
-    monkeypatch.setattr(checks, "CHECKS", {n: stand_in(n, 1.0 if n == "horizon" else 0.2) for n in checks.CHECKS})
-    monkeypatch.setattr(checks, "DESTRUCTIVE", {"failover": stand_in("failover", 0.5)})
-    lab = checks.LabView(nodes={"ctl1": "controller"}, containers={}, vip="192.0.2.10", admin_password="",
+    monkeypatch.setattr(schedule, "CHECKS", {n: stand_in(n, 1.0 if n == "horizon" else 0.2) for n in schedule.CHECKS})
+    monkeypatch.setattr(schedule, "DESTRUCTIVE", {"failover": stand_in("failover", 0.5)})
+    lab = LabView(nodes={"ctl1": "controller"}, containers={}, vip="192.0.2.10", admin_password="",
                          artifacts=tmp_path)
     return lab, events
 
 
 def test_failover_follows_the_other_checks_and_the_server_is_built_while_the_controller_rejoins(recorded):
     lab, events = recorded
-    results = checks.run(lab, [*checks.CHECKS, "failover"])
-    assert all(r.ok for r in results) and [r.name for r in results] == [*checks.CHECKS, "failover"]
+    results = schedule.run(lab, [*schedule.CHECKS, "failover"])
+    assert all(r.ok for r in results) and [r.name for r in results] == [*schedule.CHECKS, "failover"]
     at = {event: i for i, event in enumerate(events)}
-    for name in checks.CHECKS:
+    for name in schedule.CHECKS:
         if name != "server":
             assert at[(name, "end")] < at[("failover", "start")], events
     assert at[("failover", "restarted")] < at[("server", "start")] < at[("failover", "end")], events
@@ -61,7 +59,7 @@ def test_failover_follows_the_other_checks_and_the_server_is_built_while_the_con
 
 def test_without_failover_the_server_waits_only_for_what_it_uses(recorded):
     lab, events = recorded
-    results = checks.run(lab, list(checks.CHECKS))
+    results = schedule.run(lab, list(schedule.CHECKS))
     assert all(r.ok for r in results)
     at = {event: i for i, event in enumerate(events)}
     for name, moment in (("image", "uploaded"), ("network", "subnet"), ("volume", "created")):

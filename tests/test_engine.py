@@ -226,3 +226,20 @@ def test_a_failure_starts_nothing_more_and_waits_for_running_steps(tmp_path, doc
     assert not never.finished
     steps = json.loads((tmp_path / "s.json").read_text())["steps"]
     assert steps["broken"]["status"] == "failed" and steps["slow"]["status"] == "done" and "after-broken" not in steps
+
+
+def test_each_run_is_kept_with_the_steps_it_did(tmp_path, doc_of):
+    state = StateStore(tmp_path / "state.json")
+    state.begin_run(node="ctl1")
+    state.start("config")
+    state.finish("config", "written")
+    state.end_run("done")
+    state.begin_run(node="ctl1")  # the second run finds config done and runs galera
+    state.finish("config", None, already=True)
+    state.start("galera")
+    state.finish("galera", "joined")
+    state.end_run("done")
+    state.begin_run(node="ctl1")
+    again = StateStore(tmp_path / "state.json").data["history"]
+    assert [sorted(run["steps"]) for run in again] == [["config"], ["galera"]]
+    assert all(run["status"] == "done" for run in again)

@@ -7,21 +7,20 @@ Marked `docker` and `image`: `./gs test -m image` runs them alone. The first run
 from __future__ import annotations
 
 import json
-import sys
 import tarfile
 from pathlib import Path
 
 import pytest
 import yaml
 
+from firstboot import catalog
+from imagebuild.elements import role_packages
 from tests import artifact_scan, dockerlab
 
 pytestmark = [pytest.mark.docker, pytest.mark.image]
 TOP = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(TOP))
-import build  # noqa: E402
 
-ROLES_UNDER_TEST = ("controller", "compute", "storage")
+ROLES_UNDER_TEST = catalog.ROLES
 
 
 @pytest.mark.parametrize("role", ROLES_UNDER_TEST)
@@ -30,7 +29,7 @@ def test_image_carries_its_role_packages_labels_and_manifest(built_images, role)
     sbom = json.loads((Path(built_images["_output"]) / f"{role}.docker.spdx.json").read_text())
     installed = {p["name"] for p in sbom["packages"]}
     assert sbom["spdxVersion"] == "SPDX-2.3" and len(installed) > 100
-    missing = build.role_packages(role) - installed
+    missing = role_packages(role) - installed
     assert not missing, f"element packages missing from the {role} image: {missing}"
     labels = json.loads(dockerlab.docker("image", "inspect", "-f", "{{json .Config.Labels}}", image).stdout)
     assert labels["org.goldstack.role"] == role

@@ -1,5 +1,5 @@
-"""The compose lab through its real command (`compose/lab.py`, what `./gs lab` runs) and the real compose
-tool: the HA lab (three controllers, a compute and a storage node) comes up from the role images with
+"""The compose lab through its real command (`python -m compose.lab`, what `./gs lab` runs) and the real
+compose tool: the HA lab (three controllers, a compute and a storage node) comes up from the role images with
 nothing but seeds, passes the end-to-end checks (`lab check`: token and catalog, an image listed from
 another controller, compute services and hypervisor, network agents + network/subnet/router, a volume on
 RBD, a server ACTIVE from the test image with the volume attached, Horizon in headless Chromium), keeps
@@ -23,14 +23,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from compose.lab import Lab  # the lab command's own view of its containers
 from tests.dockerlab import docker
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "compose"))
-from lab import Lab  # compose/lab.py: the lab command's own view of its containers
 
 pytestmark = [pytest.mark.docker, pytest.mark.lab, pytest.mark.timeout(3000)]
 TOP = Path(__file__).resolve().parent.parent
-LAB = [sys.executable, str(TOP / "compose" / "lab.py")]
+LAB = [sys.executable, "-m", "compose.lab"]
 ARTIFACTS = TOP / "build" / "test-artifacts"
 KEEPALIVE_CONF = TOP / "elements/goldstack-agent/static/etc/sysctl.d/60-goldstack-tcp-keepalive.conf"
 NODES = {"ctl1", "ctl2", "ctl3", "cmp1", "sto1"}

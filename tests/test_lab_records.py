@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import subprocess
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "compose"))
-import agents
-import timeline
+import pytest
+
+from compose import agents, timeline
 
 BOOTED = timeline.parse_time("2026-11-24T01:00:00.250000000Z")
 
@@ -63,3 +61,39 @@ def test_a_volume_this_host_cannot_read_falls_back_to_docker_exec(tmp_path, monk
     monkeypatch.setattr(agents, "_state_on_host", {})
     assert agents.agent_status("lab_ctl1_1") == {"agent": {"status": "done"}}
     assert fake.calls == ["inspect", "exec"]
+
+
+def test_each_run_of_a_node_is_its_own_lane_with_the_steps_it_did():
+    """A controller killed and restarted: its first run formed Galera; the second found config done and
+    rejoined. The chart shows two lanes, the first with galera, the second without config."""
+    first, second = BOOTED + 2, BOOTED + 300
+    node = {
+        "node": "ctl1", "role": "controller", "run_started": second,
+        "history": [{"started": first, "finished": first + 100, "status": "done", "steps": {
+            "config": {"status": "done", "started": first + 1, "finished": first + 2},
+            "galera": {"status": "done", "started": first + 2, "finished": first + 40}}}],
+        # The current record: config keeps the first run's times (found done), galera has the second run's.
+        "steps": {"config": {"status": "done", "started": first + 1, "finished": first + 2},
+                  "galera": {"status": "done", "started": second + 1, "finished": second + 20}},
+    }
+    chart = timeline.bars([node], BOOTED, second + 60)
+    assert [(b.lane, b.step) for b in chart] == [("ctl1 #1", "config"), ("ctl1 #1", "galera"), ("ctl1 #2", "galera")]
+    assert chart[2].start == pytest.approx(301) and chart[2].end == pytest.approx(320)
+
+
+def test_runs_before_the_containers_started_are_not_drawn():
+    old = BOOTED - 3600
+    node = {"node": "cmp1", "role": "compute", "run_started": BOOTED + 1,
+            "history": [{"started": old, "steps": {"compute": {"started": old + 1, "finished": old + 9}}}],
+            "steps": {"compute": {"started": BOOTED + 2, "finished": BOOTED + 30, "status": "done"}}}
+    assert [(b.lane, b.step) for b in timeline.bars([node], BOOTED, BOOTED + 60)] == [("cmp1 #1", "compute")]
+
+
+def test_the_chart_labels_its_axis_in_seconds_and_draws_as_png_too(tmp_path):
+    chart = [timeline.Bar("ctl1", "controller", 1, "galera", 2.0, 40.0, "done", ""),
+             timeline.Bar("ctl1", "controller", 2, "galera", 300.0, 320.0, "done", "")]
+    svg = timeline.svg(chart, "title")
+    assert timeline.AXIS_TITLE in svg and ">0 s<" in svg and "ctl1 #2  galera" in svg
+    out = tmp_path / "chart.png"
+    timeline.write(chart, "title", out)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "compose"))
-import osc
+from compose import osc
 
 STAND_IN = '''
 import json, os, sys, time

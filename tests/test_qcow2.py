@@ -43,11 +43,11 @@ def role_qcow2(tmp_path_factory) -> Path:
 
 
 def test_qcow2_manifest_matches_the_container_role_packages(role_qcow2):
-    import build
+    from imagebuild.elements import role_packages
 
     sbom = json.loads((role_qcow2.parent / f"{ROLE}.qcow2.spdx.json").read_text())
     installed = {p["name"] for p in sbom["packages"]}
-    assert not build.role_packages(ROLE) - installed
+    assert not role_packages(ROLE) - installed
     assert "linux-image-amd64" in installed
 
 
@@ -61,7 +61,7 @@ def test_qcow2_boots_through_uefi_and_the_agent_succeeds(role_qcow2, tmp_path, d
     variables = tmp_path / "vars.fd"
     shutil.copy(OVMF_VARS, variables)
     serial = tmp_path / "serial.log"
-    # TCG: /dev/kvm exists on this host but KVM guests fail there (see shared/environment.md).
+    # TCG: /dev/kvm exists on this host but KVM guests fail there (see docs/host.md).
     cmd = ["qemu-system-x86_64", "-machine", "q35", "-accel", "tcg", "-cpu", "max", "-m", "2048", "-smp", "2",
            "-drive", f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}",
            "-drive", f"if=pflash,format=raw,file={variables}",

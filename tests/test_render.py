@@ -29,7 +29,7 @@ def ini(rendered: render.RenderedFile) -> configparser.ConfigParser:
 def test_every_file_of_every_role_renders_and_parses(doc_of, name):
     doc = document.validate(doc_of(name))
     tree = render.render_tree(doc, FACTS)
-    expected = {f.path for f in catalog.files_for(doc)}
+    expected = {f.path for f in catalog.files_for(doc.role, doc.features)}
     assert set(tree) == expected and tree
     for path, f in tree.items():
         assert b"{{" not in f.content and b"{%" not in f.content, path

@@ -13,13 +13,7 @@ from firstboot.steps.runonce import CatalogStep, DatabasesStep, MessagingStep
 from firstboot.steps.services import ImageStoreStep, InfraStep, KeystoneStep, ServicesStep
 from firstboot.steps.storage import CephMonStep, CephOsdStep, CephPoolsStep, VolumeStep
 
-# Each step starts once the steps in its `after` are done; on a controller two lines run side by side:
-#   galera-endpoint -> galera -> infra (HAProxy + VIP, which every database URL goes through) -> databases
-#     -> keystone -> catalog -> image-store
-#   rabbitmq-boot (a node that ran before) -> rabbitmq (the cluster) -> rabbitmq-users (after infra too)
-# and meet at services (after catalog and rabbitmq-users) -> network.
-# Compute: network and compute side by side (compute starts libvirt while network waits for neutron).
-# Storage: ceph-mon -> ceph-osd -> ceph-pools -> volume.
+# The engine orders these by their `after` lists; `python -m firstboot steps` shows each role's order.
 ALL_STEPS: tuple[Step, ...] = (
     HostsStep(), ConfigStep(), RabbitmqBootStep(), GaleraEndpointStep(), GaleraStep(), InfraStep(), RabbitmqStep(),
     MessagingStep(), DatabasesStep(), KeystoneStep(), CatalogStep(), ServicesStep(), NetworkStep(), ComputeStep(),

@@ -11,18 +11,17 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import queue
-import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from firstboot import graph
 from firstboot.document import ROLES, Document
 from firstboot.files import under_root
 from firstboot.logsetup import REDACT
 from firstboot.render import Facts
-from firstboot.state import FAILED, StateStore
+from firstboot.state import StateStore
 
 log = logging.getLogger("goldstack")
 
@@ -67,25 +66,17 @@ class Step:
         raise NotImplementedError
 
 
-class StepOrderError(Exception):
-    pass
+StepOrderError = graph.CycleError
 
 
 def ordered(steps: Iterable[Step], role: str) -> list[Step]:
     """The role's steps, each after the steps it names (stable: declaration order breaks ties)."""
-    chosen = [s for s in steps if role in s.roles]
-    names = {s.name for s in chosen}
-    result: list[Step] = []
-    placed: set[str] = set()
-    pending = list(chosen)
-    while pending:
-        ready = next((s for s in pending if all(a in placed or a not in names for a in s.after)), None)
-        if ready is None:
-            raise StepOrderError("steps depend on each other in a cycle: " + ", ".join(s.name for s in pending))
-        result.append(ready)
-        placed.add(ready.name)
-        pending.remove(ready)
-    return result
+    chosen = {s.name: s for s in steps if role in s.roles}
+    try:
+        names = graph.order(list(chosen), {n: s.after for n, s in chosen.items()})
+    except graph.CycleError as exc:
+        raise StepOrderError(f"the {role} role's steps: {exc}") from None
+    return [chosen[n] for n in names]
 
 
 @dataclass
@@ -124,45 +115,25 @@ def run_steps(steps: list[Step], ctx: Context,
               progress: Callable[[str], None] = lambda m: log.info("%s", m)) -> RunResult:
     """Run `steps` (in `ordered` order), each in its own thread once the steps it follows among them are
     done; each gets its own Context, so its progress notes name it."""
-    names = {s.name for s in steps}
+    by_name = {s.name: s for s in steps}
     labels = {s.name: f"[{i}/{len(steps)}] {s.name}" for i, s in enumerate(steps, 1)}
-    pending = list(steps)
-    outcomes: queue.Queue[tuple[Step, str, str | None]] = queue.Queue()
-    finished: set[str] = set()
-    ran: list[str] = []
-    skipped: list[str] = []
-    failed: tuple[str, str | None] | None = None
-    running = 0
 
-    def work(step: Step) -> None:
-        mine = dataclasses.replace(ctx, current_step=step.name, _last_note="")
+    def work(name: str) -> tuple[str, str | None]:
+        step = by_name[name]
+        mine = dataclasses.replace(ctx, current_step=name, _last_note="")
         try:
-            outcomes.put((step, *_run_one(step, mine, labels[step.name], progress)))
+            return _run_one(step, mine, labels[name], progress)
         except Exception as exc:  # done() itself raised: a failure of the step all the same
             error = REDACT(f"{type(exc).__name__}: {exc}")
-            ctx.state.fail(step.name, error)
-            progress(f"{labels[step.name]}: FAILED: {error}")
-            outcomes.put((step, "failed", error))
+            ctx.state.fail(name, error)
+            progress(f"{labels[name]}: FAILED: {error}")
+            return "failed", error
 
-    while True:
-        if failed is None:
-            for step in [s for s in pending if all(a in finished or a not in names for a in s.after)]:
-                pending.remove(step)
-                running += 1
-                threading.Thread(target=work, args=(step,), name=f"step-{step.name}", daemon=True).start()
-        if not running:
-            break
-        step, outcome, error = outcomes.get()
-        running -= 1
-        if outcome == "failed":
-            failed = failed or (step.name, error)
-            continue
-        finished.add(step.name)
-        (ran if outcome == "ran" else skipped).append(step.name)
+    outcomes = graph.run(list(by_name), {s.name: s.after for s in steps}, work,
+                         stops=lambda outcome: outcome[0] == "failed", label="step")
+    ran = [n for n, (outcome, _) in outcomes.items() if outcome == "ran"]
+    skipped = [n for n, (outcome, _) in outcomes.items() if outcome == "skipped"]
+    failed = next(((n, error) for n, (outcome, error) in outcomes.items() if outcome == "failed"), None)
     if failed:
         return RunResult(False, ran, skipped, failed[0], failed[1])
     return RunResult(True, ran, skipped)
-
-
-def failed_steps(state: StateStore) -> list[str]:
-    return [n for n, rec in state.data["steps"].items() if rec.get("status") == FAILED]

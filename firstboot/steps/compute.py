@@ -22,7 +22,7 @@ SECRET_XML = "/etc/goldstack/libvirt/cinder-secret.xml"
 
 def libvirt_secret_current(ctx: Context) -> bool:
     """libvirt holds client.cinder's key under the UUID nova.conf and cinder.conf name."""
-    if not catalog.rbd_volumes(ctx.doc):
+    if not ctx.doc.rbd_volumes:
         return True
     uuid = str(ctx.doc.secrets["libvirt_secret_uuid"])
     try:
@@ -71,7 +71,7 @@ class ComputeStep(JoinStep):
             define_libvirt_secret(ctx)
 
     def registered(self, ctx: Context) -> tuple[bool, str]:
-        ok, why = cloud.compute_registered(ctx.doc, proc.unit_active_since(cloud.NOVA_COMPUTE))
+        ok, why = cloud.compute_registered(ctx.doc, proc.unit_active_since(catalog.NOVA_COMPUTE))
         if ok:
             ok, why = agents_alive(ctx)
         return (True, "nova-compute up, hypervisor listed, neutron's agent alive") if ok else (False, why)

@@ -8,10 +8,12 @@ that decides who bootstraps.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import requests
 
 from firstboot import catalog, galera, galera_local, mysql, proc
+from firstboot.addresses import hostport
 from firstboot.steps.base import Context, Step
 from firstboot.steps.units import UnitsStep
 
@@ -37,9 +39,7 @@ class GaleraEndpointStep(UnitsStep):
 
 
 def peer_report(address: str) -> galera.Report | None:
-    url = f"http://{address}:{catalog.PORTS['galera-health']}/galera"
-    if ":" in address:
-        url = f"http://[{address}]:{catalog.PORTS['galera-health']}/galera"
+    url = f"http://{hostport(address, catalog.PORTS['galera-health'])}/galera"
     try:
         response = requests.get(url, timeout=PEER_TIMEOUT)
         response.raise_for_status()
@@ -61,6 +61,16 @@ def ensure_accounts(ctx: Context) -> None:
         f"USING PASSWORD({mysql.quote(sec['mariadb_root'])});")
 
 
+@dataclass
+class _Formation:
+    """What one run of the galera step remembers between its decisions."""
+
+    failures: int = 0  # MariaDB start failures seen
+    args_set: bool = False  # SERVER_ARGS_VARIABLE holds a joiner's donors until its server runs
+    yielding_since: float | None = None  # since when this node lets earlier joiners enter first
+    action: str = "joined"
+
+
 class GaleraStep(Step):
     name = "galera"
     description = "form, join or recover the Galera cluster"
@@ -71,67 +81,22 @@ class GaleraStep(Step):
         return galera_local.report(ctx.doc.node.name, ctx.root).serving
 
     def run(self, ctx: Context) -> str:
-        me = ctx.doc.node.name
+        formation = _Formation()
         deadline = time.monotonic() + ctx.doc.options["cluster_wait_seconds"]
-        failures = 0
-        action = "joined"
-        args_set = False  # SERVER_ARGS_VARIABLE holds a joiner's donors until its server runs
-        yielding_since: float | None = None
         while True:
-            mine = galera_local.report(me, ctx.root)
+            mine = galera_local.report(ctx.doc.node.name, ctx.root)
             if mine.primary and mine.synced:
                 break
             if time.monotonic() > deadline:
                 raise TimeoutError(f"Galera not formed after {ctx.doc.options['cluster_wait_seconds']}s; last "
                                    f"state: {ctx.state.step(self.name).get('detail')}")
             if mine.service == "failed":
-                failures += 1
-                if failures >= MAX_START_FAILURES:
-                    raise RuntimeError(f"MariaDB failed to start {failures} times; see journalctl -u mariadb")
-                ctx.note(f"MariaDB failed to start (attempt {failures}); deciding again")
-                proc.systemctl("reset-failed", "mariadb")
+                self._start_failed(ctx, formation)
                 continue
             if mine.running:
-                if args_set:
-                    proc.systemctl("unset-environment", SERVER_ARGS_VARIABLE)
-                    args_set = False
-                ctx.note(f"MariaDB is {mine.service}; waiting for Primary and Synced (state transfer may take a "
-                         "while)")
-                time.sleep(POLL_SECONDS)
+                self._wait_running(ctx, mine, formation)
+            elif self._step(ctx, mine, formation) == "again":
                 continue
-            reports = gather_reports(ctx, mine)
-            # Only a choice of who bootstraps needs this node's position: a node joining a serving peer
-            # leaves it to MariaDB's own start (galera_recovery), which takes it again anyway.
-            if not mine.fresh and mine.seqno < 0 and not galera.serving_peers(me, reports):
-                ctx.note("recovering the last committed position (mariadbd --wsrep-recover)")
-                found = galera_local.wsrep_recover(ctx.root)
-                if found is None:
-                    raise RuntimeError("mariadbd --wsrep-recover printed no position; see the MariaDB error log")
-                galera_local.save_recovered(*found, root=ctx.root)
-                continue
-            decision = galera.decide(me, reports)
-            if decision.yielding:
-                yielding_since = yielding_since or time.monotonic()
-                if time.monotonic() - yielding_since > YIELD_SECONDS:
-                    decision = galera.decide(me, reports, yield_to_earlier=False)
-            ctx.note(f"{decision.action}: {decision.reason}; peers: {_summary(reports)}")
-            if decision.action == galera.WAIT:
-                time.sleep(POLL_SECONDS)
-                continue
-            galera_local.clean_stale_sst_files(ctx.root)
-            if decision.action == galera.JOIN:
-                if mine.fresh and galera_local.seed_from_image(ctx.root):
-                    ctx.note("joining with the image's seed state: the donor sends the writesets since (IST)")
-                # The donor is one that served before this join: left to choose, a joiner waiting for a busy
-                # donor took another joiner just Synced, whose cache lacked the latest writeset, and its IST
-                # failed (seen after a full power loss, both joiners starting in the same second).
-                donors = ",".join(galera.serving_peers(me, reports))
-                proc.systemctl("set-environment", f"{SERVER_ARGS_VARIABLE}=--wsrep-sst-donor={donors}")
-                args_set = True
-                proc.systemctl("start", "--no-block", "mariadb")
-            else:
-                action = "bootstrapped a new cluster" if decision.new_cluster else "bootstrapped after a full stop"
-                self._bootstrap(ctx, mine)
             time.sleep(POLL_SECONDS)
         # This node's own mariadb-upgrade first: its account changes are replicated to every peer.
         proc.wait_for(lambda: not galera_local.settling(proc.unit_state("mariadb")), 600,
@@ -139,8 +104,63 @@ class GaleraStep(Step):
         ensure_accounts(ctx)
         ctx.path(galera_local.FORCE_FILE).unlink(missing_ok=True)
         status = mysql.wsrep_status()
-        return (f"{action}; cluster size {status.get('wsrep_cluster_size')}, "
+        return (f"{formation.action}; cluster size {status.get('wsrep_cluster_size')}, "
                 f"{status.get('wsrep_local_state_comment')}, seqno {status.get('wsrep_last_committed')}")
+
+    def _start_failed(self, ctx: Context, formation: _Formation) -> None:
+        formation.failures += 1
+        if formation.failures >= MAX_START_FAILURES:
+            raise RuntimeError(f"MariaDB failed to start {formation.failures} times; see journalctl -u mariadb")
+        ctx.note(f"MariaDB failed to start (attempt {formation.failures}); deciding again")
+        proc.systemctl("reset-failed", "mariadb")
+
+    def _wait_running(self, ctx: Context, mine: galera.Report, formation: _Formation) -> None:
+        if formation.args_set:
+            proc.systemctl("unset-environment", SERVER_ARGS_VARIABLE)
+            formation.args_set = False
+        ctx.note(f"MariaDB is {mine.service}; waiting for Primary and Synced (state transfer may take a while)")
+
+    def _step(self, ctx: Context, mine: galera.Report, formation: _Formation) -> str:
+        """One decision of a node whose server is down: recover its position, wait, join or bootstrap.
+        "again" when the decision is to be made anew at once."""
+        me = ctx.doc.node.name
+        reports = gather_reports(ctx, mine)
+        # Only a choice of who bootstraps needs this node's position: a node joining a serving peer
+        # leaves it to MariaDB's own start (galera_recovery), which takes it again anyway.
+        if not mine.fresh and mine.seqno < 0 and not galera.serving_peers(me, reports):
+            ctx.note("recovering the last committed position (mariadbd --wsrep-recover)")
+            found = galera_local.wsrep_recover(ctx.root)
+            if found is None:
+                raise RuntimeError("mariadbd --wsrep-recover printed no position; see the MariaDB error log")
+            galera_local.save_recovered(*found, root=ctx.root)
+            return "again"
+        decision = galera.decide(me, reports)
+        if decision.yielding:
+            formation.yielding_since = formation.yielding_since or time.monotonic()
+            if time.monotonic() - formation.yielding_since > YIELD_SECONDS:
+                decision = galera.decide(me, reports, yield_to_earlier=False)
+        ctx.note(f"{decision.action}: {decision.reason}; peers: {_summary(reports)}")
+        if decision.action == galera.WAIT:
+            return "wait"
+        galera_local.clean_stale_sst_files(ctx.root)
+        if decision.action == galera.JOIN:
+            self._join(ctx, mine, reports, formation)
+        else:
+            formation.action = "bootstrapped a new cluster" if decision.new_cluster else \
+                "bootstrapped after a full stop"
+            self._bootstrap(ctx, mine)
+        return "acted"
+
+    def _join(self, ctx: Context, mine: galera.Report, reports: dict[str, galera.Report | None],
+              formation: _Formation) -> None:
+        if mine.fresh and galera_local.seed_from_image(ctx.root):
+            ctx.note("joining with the image's seed state: the donor sends the writesets since (IST)")
+        # The donor is one that served before this join: left to choose, a joiner waiting for a busy donor
+        # could take another joiner just Synced, whose cache lacks the latest writeset, and fail its IST.
+        donors = ",".join(galera.serving_peers(ctx.doc.node.name, reports))
+        proc.systemctl("set-environment", f"{SERVER_ARGS_VARIABLE}=--wsrep-sst-donor={donors}")
+        formation.args_set = True
+        proc.systemctl("start", "--no-block", "mariadb")
 
     def _bootstrap(self, ctx: Context, mine: galera.Report) -> None:
         if not mine.fresh:
@@ -170,7 +190,7 @@ def gather_reports(ctx: Context, mine: galera.Report) -> dict[str, galera.Report
 def cluster_complete(ctx: Context) -> bool:
     """Every controller is in the Primary component and serving (none joining or donating a state
     transfer). Schema changes wait for this: a state transfer taken while DDL runs can leave the
-    joiner with tables it cannot apply the next DDL to (seen here: the joiner went Inconsistent)."""
+    joiner with tables it cannot apply the next DDL to (it goes Inconsistent)."""
     reports = gather_reports(ctx, galera_local.report(ctx.doc.node.name, ctx.root))
     complete = all(r is not None and r.serving and r.state == "Synced" and not r.settling for r in reports.values())
     if not complete:

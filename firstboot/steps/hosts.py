@@ -26,7 +26,7 @@ def managed_names(ctx: Context) -> set[str]:
 def replace_block(text: str, block: str, names: set[str] = frozenset()) -> str:
     """The managed block in place of the old one (or appended), and no other line naming a managed host:
     a container engine lists a node under each of its networks' addresses, and the first line wins, so the
-    name could resolve to an address the node's services do not listen on (seen: RabbitMQ's CLI)."""
+    name could resolve to an address the node's services do not listen on (RabbitMQ's CLI, for one)."""
     if BEGIN in text and END in text:
         head, rest = text.split(BEGIN, 1)
         tail = rest.split(END, 1)[1].lstrip("\n")

@@ -10,10 +10,9 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager, suppress
 
-from firstboot import catalog, mysql, runonce, tasks
+from firstboot import catalog, graph, mysql, runonce, tasks
 from firstboot.logsetup import REDACT
 from firstboot.steps.base import Context, Step
 
@@ -55,75 +54,76 @@ def thread_nice(increment: int) -> Iterator[None]:
             os.setpriority(os.PRIO_PROCESS, tid, before)
 
 
-def run_phase(ctx: Context, phase: str, check_only: bool = False) -> bool:
-    """Run (or, with check_only, just check) every task of `phase`; True when all are done."""
-    todo = {t.name: t for t in tasks.phase(phase)}
-    versions = {name: tasks.package_version(t.package) for name, t in todo.items()}
-    if check_only:
-        try:
-            records = {r.task: r for r in runonce.read_all()}
-        except mysql.MysqlError:
-            return False
-        return all(n in records and records[n].state == "done" and records[n].version == versions[n]
-                   for n in todo)
-    runonce.ensure_schema()
-    timeout = ctx.doc.options["cluster_wait_seconds"]
-    me = ctx.doc.node.name
-    finished: set[str] = set()
-    lock = threading.Lock()
-    running_now: dict[str, str] = {}
-    critical = longest_chain(todo)
+def phase_done(todo: dict[str, tasks.Task], versions: dict[str, str]) -> bool:
+    """Every task of the phase is recorded done with the package version installed here."""
+    try:
+        records = {r.task: r for r in runonce.read_all()}
+    except mysql.MysqlError:
+        return False
+    return all(n in records and records[n].state == "done" and records[n].version == versions[n] for n in todo)
 
-    def note(task: str, message: str) -> None:
-        with lock:
-            running_now[task] = message
-            ctx.note("; ".join(f"{k}: {v}" for k, v in sorted(running_now.items())))
 
-    def one(task: tasks.Task) -> runonce.Outcome:
+class PhaseRun:
+    """This node's part in one phase: each task claimed (or waited for) cluster-wide, with retries, its
+    progress merged into the step's note and its outcome recorded in the agent's state."""
+
+    def __init__(self, ctx: Context, todo: dict[str, tasks.Task], versions: dict[str, str]):
+        self.ctx, self.todo, self.versions = ctx, todo, versions
+        self.critical = longest_chain(todo)
+        self.lock = threading.Lock()
+        self.running_now: dict[str, str] = {}
+
+    def note(self, task: str, message: str) -> None:
+        with self.lock:
+            self.running_now[task] = message
+            self.ctx.note("; ".join(f"{k}: {v}" for k, v in sorted(self.running_now.items())))
+
+    def attempt(self, task: tasks.Task) -> runonce.Outcome:
+        doc = self.ctx.doc
+        with thread_nice(0 if task.name in self.critical else SLACK_NICE):
+            return runonce.run_once(task.name, doc.node.name, self.versions[task.name], lambda: task.action(doc),
+                                    progress=lambda m: self.note(task.name, m),
+                                    timeout=doc.options["cluster_wait_seconds"], before_retry=task.before_retry(doc))
+
+    def one(self, name: str) -> runonce.Outcome:
+        task = self.todo[name]
         for attempt in range(1, ATTEMPTS + 1):
             try:
-                with thread_nice(0 if task.name in critical else SLACK_NICE):
-                    outcome = runonce.run_once(task.name, me, versions[task.name], lambda: task.action(ctx.doc),
-                                               progress=lambda m: note(task.name, m), timeout=timeout,
-                                               before_retry=task.before_retry(ctx.doc))
+                outcome = self.attempt(task)
                 break
             except Exception as exc:  # the lease was released: this node or another retries it
                 if attempt == ATTEMPTS:
                     raise
-                note(task.name, f"attempt {attempt} failed ({REDACT(str(exc))[:200]}); retrying in "
+                self.note(name, f"attempt {attempt} failed ({REDACT(str(exc))[:200]}); retrying in "
                                 f"{RETRY_SECONDS * attempt}s")
                 time.sleep(RETRY_SECONDS * attempt)
-        with lock:
-            running_now.pop(task.name, None)
-        who = "ran here" if outcome.ran else f"done by {outcome.owner}"
-        ctx.note(f"{task.name}: {who}" + (f" in {outcome.seconds:.1f}s" if outcome.ran else ""))
-        with ctx.state.lock:
-            record = ctx.state.data["agent"].setdefault("tasks", {})
-            record[task.name] = {"ran_here": outcome.ran, "owner": outcome.owner,
-                                 "seconds": round(outcome.seconds, 3), "waited": round(outcome.waited, 3),
-                                 "at": round(time.time(), 3)}
-            ctx.state.save()
+        with self.lock:
+            self.running_now.pop(name, None)
+        self.record(outcome)
         return outcome
 
-    # Every task starts as soon as its dependencies are done: a slot limit made chains wait behind
-    # independent tasks (nova's five-command chain queued behind the other services' syncs), and a task
-    # another controller runs holds a slot here only to wait.
-    with ThreadPoolExecutor(max_workers=len(todo), thread_name_prefix=f"runonce-{phase}") as pool:
-        futures: dict[Future, str] = {}
-        while len(finished) < len(todo):
-            started = set(futures.values())
-            for name, task in todo.items():
-                if name not in finished and name not in started and all(a in finished for a in task.after
-                                                                        if a in todo):
-                    futures[pool.submit(one, task)] = name
-            if not futures:
-                raise RuntimeError(f"run-once phase {phase}: tasks wait for tasks outside it: "
-                                   f"{sorted(set(todo) - finished)}")
-            done, _ = wait(list(futures), return_when=FIRST_COMPLETED)
-            for future in done:
-                name = futures.pop(future)
-                future.result()  # a failed task stops the phase; its lease was released for a retry
-                finished.add(name)
+    def record(self, outcome: runonce.Outcome) -> None:
+        who = "ran here" if outcome.ran else f"done by {outcome.owner}"
+        self.ctx.note(f"{outcome.task}: {who}" + (f" in {outcome.seconds:.1f}s" if outcome.ran else ""))
+        with self.ctx.state.lock:
+            record = self.ctx.state.data["agent"].setdefault("tasks", {})
+            record[outcome.task] = {"ran_here": outcome.ran, "owner": outcome.owner,
+                                    "seconds": round(outcome.seconds, 3), "waited": round(outcome.waited, 3),
+                                    "at": round(time.time(), 3)}
+            self.ctx.state.save()
+
+
+def run_phase(ctx: Context, phase: str, check_only: bool = False) -> bool:
+    """Run (or, with check_only, just check) every task of `phase`; True when all are done. Every task
+    starts as soon as its dependencies are done, with no slot limit: a chain must not queue behind
+    independent tasks, and a task another controller runs only waits here."""
+    todo = {t.name: t for t in tasks.phase(phase)}
+    versions = {name: tasks.package_version(t.package) for name, t in todo.items()}
+    if check_only:
+        return phase_done(todo, versions)
+    runonce.ensure_schema()
+    graph.run(list(todo), {n: t.after for n, t in todo.items()}, PhaseRun(ctx, todo, versions).one,
+              label=f"runonce-{phase}")
     return True
 
 

@@ -32,8 +32,8 @@ class InfraStep(UnitsStep):
     ready_what = "the database answers through the VIP"
 
     def run(self, ctx: Context) -> str:
-        # HAProxy first: keepalived's check of it must pass on its first run. Started together, the check
-        # failed once and then had to pass twice, 2 s apart, before this node could take the VIP.
+        # HAProxy first, so keepalived's check of it passes on its first run: one failed check costs two
+        # passes (`rise 2`, 2 s apart) before this node may take the VIP.
         first = start_units(ctx, ("memcached", "haproxy"))
         detail = super().run(ctx)
         return f"started {', '.join(first)}; {detail}" if first else detail
@@ -70,9 +70,8 @@ class ServicesStep(UnitsStep):
     name = "services"
     description = "start the OpenStack services and wait for their APIs"
     roles = _C
-    # After the catalog although no daemon here needs the service users to start: beside Keystone's start
-    # or the catalog task, the daemons' imports took the CPU Keystone needed, and on the three-controller
-    # lab the catalog, which every joining node waits for, took 76 s instead of 6.
+    # After the catalog although no daemon here needs the service users to start: the daemons' imports
+    # take the CPU that Keystone needs for the catalog, which every joining node waits for.
     after = ("catalog", "rabbitmq-users")
     groups = ("placement", "nova", "neutron", "cinder", "horizon")
     ready_what = "every OpenStack API answers on this node"
@@ -120,7 +119,7 @@ class ImageStoreStep(UnitsStep):
         return super().done(ctx) and api_answers(ctx, GLANCE_API, through_vip=True)
 
     def run(self, ctx: Context) -> str:
-        if catalog.ceph_enabled(ctx.doc):
+        if ctx.doc.ceph_enabled:
             proc.wait_for(image_pool_reachable, ctx.doc.options["cluster_wait_seconds"],
                           "the Ceph images pool (made by the storage nodes)", interval=5, progress=ctx.note)
         touched = start_units(ctx, self.groups)

@@ -62,12 +62,12 @@ class CephMonStep(Step):
     def run(self, ctx: Context) -> str:
         doc = ctx.doc
         if not ceph.is_monitor(doc):
-            names = ", ".join(m.name for m in catalog.ceph_monitors(doc))
+            names = ", ".join(m.name for m in doc.ceph_monitors)
             _wait(ctx, lambda: bool(ceph.quorum()), f"a quorum of the Ceph monitors ({names})")
             return f"monitors elsewhere ({names}) in quorum"
         created = ceph.make_monitor(doc, ctx.root)
         run_unit(ctx, f"ceph-mon@{doc.node.name}")
-        monitors = [m.name for m in catalog.ceph_monitors(doc)]
+        monitors = [m.name for m in doc.ceph_monitors]
         _wait(ctx, lambda: doc.node.name in ceph.quorum(),
               f"this monitor in a quorum (monitors: {', '.join(monitors)}; a majority must be up)")
         ceph.make_manager(doc.node.name, ctx.root)
@@ -108,10 +108,10 @@ class CephPoolsStep(Step):
     after = ("ceph-osd",)
 
     def done(self, ctx: Context) -> bool:
-        return ceph.pools_ready(catalog.ceph_pool_size(ctx.doc)) and ceph.pgs_active()[0]
+        return ceph.pools_ready(ctx.doc.ceph_pool_size) and ceph.pgs_active()[0]
 
     def run(self, ctx: Context) -> str:
-        size = catalog.ceph_pool_size(ctx.doc)
+        size = ctx.doc.ceph_pool_size
         created = ceph.ensure_pools(size)
         # The daemons now run with the current ceph.conf: nothing of this group is left to restart.
         with ctx.state.lock:
@@ -143,13 +143,13 @@ class VolumeStep(JoinStep):
     ready_timeout = 600
 
     def prepare(self, ctx: Context) -> None:
-        if catalog.lvm_volumes(ctx.doc):
+        if ctx.doc.lvm_volumes:
             start_units(ctx, ("lio-target",))
 
     def registered(self, ctx: Context) -> tuple[bool, str]:
-        return cloud.volume_registered(ctx.doc, "lvm" if catalog.lvm_volumes(ctx.doc) else "rbd",
-                                       proc.unit_active_since(cloud.CINDER_VOLUME))
+        return cloud.volume_registered(ctx.doc, "lvm" if ctx.doc.lvm_volumes else "rbd",
+                                       proc.unit_active_since(catalog.CINDER_VOLUME))
 
     def done(self, ctx: Context) -> bool:
-        extra = ("lio-target",) if catalog.lvm_volumes(ctx.doc) else ()
+        extra = ("lio-target",) if ctx.doc.lvm_volumes else ()
         return all_active(ctx, extra) and super().done(ctx)

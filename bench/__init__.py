@@ -1,0 +1,1 @@
+"""Benchmarks writing JSON to bench/results/: `python -m bench.NAME --out FILE` (`./gs bench` runs them all)."""

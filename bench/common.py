@@ -1,0 +1,69 @@
+"""What every benchmark records beside its figures: the host (cores, memory, the speed of one core) and
+the commit measured; and the images it runs, built when missing."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+TOP = Path(__file__).resolve().parent.parent
+RESULTS = TOP / "bench" / "results"
+
+
+def mem_available_kb() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1])
+    raise RuntimeError("no MemAvailable in /proc/meminfo")
+
+
+def cpu_busy_s() -> float:
+    """Seconds of CPU time the whole host has spent busy since boot (all CPUs, idle and iowait excluded)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def core_speed_s(loops: int = 20_000_000) -> float:
+    """Seconds one core takes for a fixed loop: these hosts differ nearly twofold from one boot to the next,
+    so runs are compared by it."""
+    started = time.perf_counter()
+    total = 0
+    for i in range(loops):
+        total += i
+    return round(time.perf_counter() - started, 2)
+
+
+def commit() -> str:
+    proc = subprocess.run(["git", "-C", str(TOP), "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run(["git", "-C", str(TOP), "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True).stdout.strip()
+    return (proc.stdout.strip() or "unknown") + ("+changes" if dirty else "")
+
+
+def host() -> dict[str, Any]:
+    """The host as a run starts; finish() adds the core speed after it."""
+    return {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+            "memory_available_gb": round(mem_available_kb() / 1048576, 1), "core_speed_before_s": core_speed_s()}
+
+
+def finish(result: dict[str, Any], out: Path) -> None:
+    """Record the commit and the core speed after the run, and write the JSON."""
+    result.setdefault("host", host())["core_speed_after_s"] = core_speed_s()
+    result["commit"] = commit()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+
+
+def ensure_image(role: str, tag: str) -> str:
+    """goldstack/ROLE:TAG, built with build.py when the engine lacks it."""
+    ref = f"goldstack/{role}:{tag}"
+    if subprocess.run(["docker", "image", "inspect", ref], capture_output=True).returncode != 0:
+        subprocess.run([sys.executable, str(TOP / "build.py"), "--role", role, "--tag", tag], check=True)
+    return ref
