@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -65,8 +67,53 @@ def container_started(container: str) -> float | None:
 
 
 def of_this_boot(status: dict[str, Any] | None, booted: float) -> dict[str, Any] | None:
-    """The record if its agent run began in the container's current boot, else None. A node brought back
-    with its volume keeps the previous boot's record (often "done") until its agent starts again."""
+    """The record if its agent run began after `booted` (the container's start, or when a new run was
+    asked for), else None. A node brought back with its volume keeps the previous boot's record (often
+    "done") until its agent starts again."""
     if not status or (status.get("agent", {}).get("started") or 0) < booted - BOOT_SLACK_SECONDS:
         return None
     return status
+
+
+def current_step(status: dict[str, Any] | None) -> tuple[str, str, str]:
+    """(agent status, the step running or last failed, its detail) from `status --json`."""
+    if not status:
+        return "starting", "-", ""
+    agent = status.get("agent", {})
+    steps = status.get("steps", {})
+    plan = agent.get("plan") or list(steps)
+    for name in plan:
+        rec = steps.get(name, {})
+        if rec.get("status") in ("running", "failed") or not rec:
+            return agent.get("status", "?"), name, rec.get("error") or rec.get("detail") or ""
+    return agent.get("status", "?"), plan[-1] if plan else "-", ""
+
+
+def follow(containers: Callable[[], dict[str, tuple[str, bool]]], names: list[str], timeout: float,
+           started: float, since: dict[str, float] | None = None) -> bool:
+    """Print each node's step as it changes until every agent is done (agents retry failures by
+    themselves, so a failure is final only when the timeout passes). A record counts from the agent run
+    begun after `since[node]` (epoch; default: the container's start, so a previous boot's record is not
+    taken for this one's)."""
+    last: dict[str, tuple[str, str]] = {}
+    booted: dict[str, float] = {}  # container id -> when it started (epoch)
+    while True:
+        done = 0
+        found = containers()
+        for name in names:
+            container, running = found.get(name, ("", False))
+            status = agent_status(container) if running else None
+            if status and container not in booted:
+                booted[container] = container_started(container) or 0
+            floor = (since or {}).get(name, booted.get(container, 0))
+            status = of_this_boot(status, floor)
+            state, step, detail = current_step(status)
+            if (state, step) != last.get(name):
+                last[name] = (state, step)
+                print(f"[{time.monotonic() - started:5.0f}s] {name:5} {state:8} {step} {detail[:100]}", flush=True)
+            done += state == "done"
+        if done == len(names):
+            return True
+        if time.monotonic() - started > timeout:
+            return False
+        time.sleep(2)

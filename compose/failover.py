@@ -6,70 +6,32 @@ from __future__ import annotations
 
 import time
 
-from compose import agents
+from compose import agents, cluster
 from compose.labview import CheckFailed, LabView, poll
 
 
+def controllers_of(lab: LabView, nodes: list[str] | None = None) -> dict[str, str]:
+    """Node -> container of the running controllers (or of `nodes`)."""
+    return {n: lab.containers[n] for n in (nodes or lab.controllers()) if n in lab.containers}
+
+
 def vip_holder(lab: LabView) -> str | None:
-    for node in lab.controllers():
-        if node in lab.containers:
-            out = lab.exec(node, "ip", "-o", "-4", "addr", "show", timeout=30).stdout.decode()
-            if f" {lab.vip}/" in out:
-                return node
-    return None
-
-
-# Asks a controller's HAProxy (admin socket) for its servers' states; prints the ones not UP.
-HAPROXY_DOWN = """
-import socket
-s = socket.socket(socket.AF_UNIX); s.connect("/run/haproxy/admin.sock"); s.sendall(b"show stat\\n")
-data = b""
-while chunk := s.recv(65536):
-    data += chunk
-for row in data.decode().splitlines()[1:]:
-    f = row.split(",")
-    if len(f) > 17 and f[1] not in ("FRONTEND", "BACKEND") and not f[17].startswith("UP"):
-        print(f"{f[0]}/{f[1]}={f[17]}", end=" ")
-"""
-
-
-def galera_status(lab: LabView, node: str) -> dict[str, str]:
-    """A controller's view of its Galera cluster (wsrep_cluster_status, _size, _local_state_comment);
-    empty when its MariaDB does not answer."""
-    proc = lab.exec(node, "mariadb", "-N", "-B", "-e", "SHOW GLOBAL STATUS WHERE Variable_name IN "
-                    "('wsrep_cluster_status','wsrep_cluster_size','wsrep_local_state_comment')", timeout=30)
-    rows = (line.split("\t") for line in proc.stdout.decode().splitlines())
-    return {row[0].removeprefix("wsrep_"): row[1] for row in rows if len(row) == 2}
-
-
-def haproxy_counts_out(lab: LabView, node: str) -> str:
-    proc = lab.exec(node, "python3", "-c", HAPROXY_DOWN, timeout=30)
-    return proc.stdout.decode().strip() or (proc.stderr.decode().strip()[-200:] if proc.returncode else "")
+    return cluster.vip_holder(controllers_of(lab), lab.vip)
 
 
 def cluster_picture(lab: LabView, nodes: list[str]) -> str:
-    """Where the VIP is, which HAProxy servers its holder counts out, and each node's Galera state."""
-    holder = vip_holder(lab)
-    parts = [f"VIP on {holder or 'no controller'}"]
-    if holder:
-        parts.append(f"HAProxy on {holder} counts out: {haproxy_counts_out(lab, holder) or 'none'}")
-    for node in nodes:
-        state = galera_status(lab, node)
-        parts.append(f"{node} Galera: {' '.join(f'{k}={v}' for k, v in state.items()) or 'no answer'}")
-    return "; ".join(parts)
+    return cluster.picture(controllers_of(lab, nodes), lab.vip)
 
 
 def healthy(lab: LabView) -> bool:
     """Every controller Synced in one Primary cluster of all of them, and the VIP's HAProxy counting
     no server out: a failover test starts from here, not from a cluster still settling."""
-    controllers = lab.controllers()
-    for node in controllers:
-        state = galera_status(lab, node)
-        if (state.get("cluster_status"), state.get("cluster_size"), state.get("local_state_comment")) != \
-                ("Primary", str(len(controllers)), "Synced"):
-            return False
+    controllers = controllers_of(lab)
+    if len(controllers) != len(lab.controllers()) or \
+            not all(cluster.galera_synced(c, len(controllers)) for c in controllers.values()):
+        return False
     holder = vip_holder(lab)
-    return bool(holder) and not haproxy_counts_out(lab, holder)
+    return bool(holder) and not cluster.counted_out(controllers[holder])
 
 
 # How long one request may take while the VIP moves. A connection opened toward the dead holder waits in
@@ -123,7 +85,7 @@ def check_failover(lab: LabView) -> tuple[str, dict]:
         status = agents.of_this_boot(agents.agent_status(container), booted)
         if (status or {}).get("agent", {}).get("status") != "done":
             return False
-        return galera_status(lab, victim).get("cluster_size") == str(len(lab.controllers()))
+        return cluster.galera_status(container).get("cluster_size") == str(len(lab.controllers()))
 
     poll(f"{victim} rejoined (agent done again, Galera cluster of {len(lab.controllers())})", rejoined, 900, 1)
     rejoined_s = time.monotonic() - restarted

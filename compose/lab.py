@@ -1,5 +1,5 @@
-"""The Goldstack lab on one machine: controllers, a compute and a storage node as systemd containers,
-each configured only by its first-boot agent from the seed made here.
+"""The Goldstack lab on one machine: controllers, compute and storage nodes as systemd containers, each
+configured only by its first-boot agent from the document made for it.
 
   ./gs lab up [--controllers 1|3]   build missing images, make seeds, start the nodes, follow their agents
   ./gs lab status [--json]          node, role, container, agent step and health
@@ -8,20 +8,24 @@ each configured only by its first-boot agent from the seed made here.
                                     booted from the test image with the volume attached, Horizon in Chromium
   ./gs lab timeline [--out FILE]    a Gantt chart (SVG, or PNG) of every node's agent runs on one time axis
   ./gs lab openrc                   admin credentials for the VIP (source it: eval "$(./gs lab openrc)")
+day 2 (docs/lifecycle.md):
+  ./gs lab add compute|storage      a new node joins the running lab; the others learn of it
+  ./gs lab reconfigure --set K=V    roll a changed option or override out to the nodes it concerns
+  ./gs lab roll [--tag T] [--role R] replace every node's container by one of a new image, one at a time
   ./gs lab down                     stop and remove the containers; volumes (databases, Ceph) stay
   ./gs lab destroy                  remove containers, volumes, seeds and the lab's secrets
 
-Files: build/lab/NAME/ holds the inventory derived from compose/lab-inventory.yaml, the per-node seeds
-and the site secrets (0600, made once on the first `up`, never in an image).
-exit codes: 0 success, 1 a node's agent did not finish (see `status`, `logs`), 2 bad command line,
-3 missing prerequisite (Docker engine, compose, images with --no-build).
+Files: build/lab/NAME/ holds the lab's inventory (made from compose/lab-inventory.yaml when the lab is
+created; `add` and `reconfigure` change it), its compose file, the per-node seeds and documents, and the
+site secrets (0600, made once, never in an image).
+exit codes: 0 success, 1 a node's agent did not finish or a check failed (see `status`, `logs`), 2 bad
+command line or input (nothing was changed), 3 missing prerequisite (Docker engine, compose, images).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -29,187 +33,48 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from compose import labview, schedule, timeline
-from compose.agents import agent_status, container_started, of_this_boot
-from firstboot import catalog, seed
-
-TOP = Path(__file__).resolve().parent.parent
-
-COMPOSE_FILE = TOP / "compose" / "docker-compose.yml"
-INVENTORY = TOP / "compose" / "lab-inventory.yaml"
-STATE = TOP / "build" / "lab"
-HA_ONLY = ("ctl2", "ctl3")  # the compose file's `ha` profile
+from compose import agents, grow, labview, lifecycle, reconfigure, roll, schedule, timeline
+from compose.site import DEFAULT_LAB, TOP, Lab, LabError, derive_inventory, image_exists
+from firstboot import catalog
 
 
-class LabError(Exception):
-    def __init__(self, message: str, code: int = 1):
-        super().__init__(message)
-        self.code = code
-
-
-def compose_command() -> list[str]:
-    """Compose v2 (`docker compose`) when present, else v1 (`docker-compose`, what Debian 12 ships)."""
-    if subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
-        return ["docker", "compose"]
-    if shutil.which("docker-compose"):
-        return ["docker-compose"]
-    raise LabError("neither `docker compose` nor `docker-compose` is installed (./gs installs docker-compose)", 3)
-
-
-class Lab:
-    def __init__(self, name: str, state_root: Path = STATE):
-        self.name = name
-        self.dir = state_root / name
-        self.settings_file = self.dir / "lab.json"
-
-    # --- settings chosen at the first `up`, kept so later commands address the same lab
-    def settings(self) -> dict[str, Any]:
-        if not self.settings_file.exists():
-            hint = "./gs lab up" if self.name == "goldstack" else f"./gs lab --name {self.name} up"
-            raise LabError(f"no lab named {self.name!r} here (start it with `{hint}`)")
-        return json.loads(self.settings_file.read_text())
-
-    def save_settings(self, settings: dict[str, Any]) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.settings_file.write_text(json.dumps(settings, indent=2) + "\n")
-
-    def env(self, settings: dict[str, Any]) -> dict[str, str]:
-        return {**os.environ, "GS_TAG": settings["tag"], "GS_SEEDS": str(self.dir / "seeds"),
-                "GS_MGMT_PREFIX": settings["management_prefix"], "GS_PROVIDER_PREFIX": settings["provider_prefix"],
-                "GS_LAB_NAME": self.name}
-
-    def compose(self, settings: dict[str, Any], *args: str, check: bool = True,
-                capture: bool = True) -> subprocess.CompletedProcess:
-        profiles = ["--profile", "ha"] if settings["controllers"] == 3 else []
-        argv = [*compose_command(), "-f", str(COMPOSE_FILE), "-p", self.name, *profiles, *args]
-        proc = subprocess.run(argv, env=self.env(settings), capture_output=capture, text=True)
-        if check and proc.returncode != 0:
-            raise LabError(f"{' '.join(argv[:2])} {' '.join(args)} failed: {(proc.stderr or '')[-2000:]}")
-        return proc
-
-    def nodes(self) -> list[dict[str, Any]]:
-        inventory = yaml.safe_load((self.dir / "inventory.yaml").read_text())
-        return inventory["nodes"]
-
-    def containers(self) -> dict[str, tuple[str, bool]]:
-        """Each node's container and whether it runs, from one listing (compose labels its containers
-        with project and service, in v1 and v2)."""
-        out = subprocess.run(["docker", "ps", "-a", "--filter", f"label=com.docker.compose.project={self.name}",
-                              "--format", '{{.ID}} {{.Label "com.docker.compose.service"}} {{.State}}'],
-                             capture_output=True, text=True, timeout=60).stdout
-        found = {}
-        for line in out.splitlines():
-            ident, service, state = [*line.split(), "", ""][:3]
-            found[service] = (ident, state == "running")
-        return found
-
-    def container(self, node: str) -> str | None:
-        return self.containers().get(node, ("", False))[0] or None
-
-
-def derive_inventory(controllers: int, management: str, provider: str) -> dict[str, Any]:
-    """The lab inventory with the chosen controller count and address prefixes."""
-    inventory = yaml.safe_load(INVENTORY.read_text())
-    base_mgmt = inventory["networks"]["management"].rsplit(".", 1)[0]
-    base_prov = inventory["networks"]["provider"].rsplit(".", 1)[0]
-
-    def move(address: str) -> str:
-        for old, new in ((base_mgmt, management), (base_prov, provider)):
-            if address.startswith(old + "."):
-                return new + address[len(old):]
-        return address
-
-    inventory["vip"] = move(inventory["vip"])
-    inventory["networks"] = {"management": f"{management}.0/24", "provider": f"{provider}.0/24"}
-    nodes = [n for n in inventory["nodes"] if controllers == 3 or n["name"] not in HA_ONLY]
-    for n in nodes:
-        n["addresses"] = {k: move(v) for k, v in n["addresses"].items()}
-        n.pop("interfaces", None)  # the agent finds each network's interface from its address
-    inventory["nodes"] = nodes
-    return inventory
-
-
-def current_step(status: dict[str, Any] | None) -> tuple[str, str, str]:
-    """(agent status, the step running or last failed, its detail) from `status --json`."""
-    if not status:
-        return "starting", "-", ""
-    agent = status.get("agent", {})
-    steps = status.get("steps", {})
-    plan = agent.get("plan") or list(steps)
-    for name in plan:
-        rec = steps.get(name, {})
-        if rec.get("status") in ("running", "failed") or not rec:
-            return agent.get("status", "?"), name, rec.get("error") or rec.get("detail") or ""
-    return agent.get("status", "?"), plan[-1] if plan else "-", ""
-
-
-def ensure_images(tag: str, build: bool) -> None:
-    missing = [r for r in catalog.ROLES if subprocess.run(["docker", "image", "inspect", f"goldstack/{r}:{tag}"],
-                                                  capture_output=True).returncode]
+def ensure_images(lab: Lab, settings: dict[str, Any], build: bool) -> None:
+    wanted = sorted({lab.image_of(n, settings) for n in lab.nodes()})
+    missing = [ref for ref in wanted if not image_exists(ref)]
     if not missing:
         return
     if not build:
-        raise LabError(f"images missing: {', '.join(f'goldstack/{r}:{tag}' for r in missing)} "
-                       "(drop --no-build, or run ./gs build --role all)", 3)
-    print(f"building {', '.join(missing)} (python build.py --tag {tag}) ...", flush=True)
-    for role in missing:
+        raise LabError(f"images missing: {', '.join(missing)} (drop --no-build, or run ./gs build --role all)", 3)
+    print(f"building {', '.join(missing)} ...", flush=True)
+    for ref in missing:
+        role, tag = ref.split("/", 1)[1].split(":")
         subprocess.run([sys.executable, str(TOP / "build.py"), "--role", role, "--tag", tag], check=True)
 
 
 def cmd_up(lab: Lab, args: argparse.Namespace) -> int:
-    if lab.settings_file.exists():
+    if lab.exists():
         settings = lab.settings()
         if args.controllers and args.controllers != settings["controllers"]:
             raise LabError(f"lab {lab.name!r} has {settings['controllers']} controller(s); "
-                           "`./gs lab destroy` first to change --controllers", 2)
+                           f"`{lab.command} destroy` first to change --controllers", 2)
     else:
-        settings = {"controllers": args.controllers or 3, "tag": args.tag, "management_prefix": args.management_prefix,
-                    "provider_prefix": args.provider_prefix}
-    ensure_images(settings["tag"], not args.no_build)
-    inventory = derive_inventory(settings["controllers"], settings["management_prefix"], settings["provider_prefix"])
-    lab.dir.mkdir(parents=True, exist_ok=True)
-    (lab.dir / "inventory.yaml").write_text(yaml.safe_dump(inventory, sort_keys=False))
-    seed.generate(lab.dir / "inventory.yaml", lab.dir / "seeds", lab.dir / "site.secrets.yaml", ("file",),
-                  progress=lambda m: None)
-    lab.save_settings(settings)
-    names = [n["name"] for n in inventory["nodes"]]
-    print(f"lab {lab.name}: starting {', '.join(names)} (VIP {inventory['vip']})", flush=True)
+        settings = {"controllers": args.controllers or 3, "tag": args.tag, "tags": {},
+                    "management_prefix": args.management_prefix, "provider_prefix": args.provider_prefix}
+        lab.save_inventory(derive_inventory(settings["controllers"], settings["management_prefix"],
+                                            settings["provider_prefix"]))
+        lab.save_settings(settings)
+    ensure_images(lab, settings, not args.no_build)
+    lab.deliver(lab.make_seeds())
+    lab.write_compose_file(settings)
+    names = [n["name"] for n in lab.nodes()]
+    print(f"lab {lab.name}: starting {', '.join(names)} (VIP {lab.inventory()['vip']})", flush=True)
     started = time.monotonic()
-    lab.compose(settings, "up", "-d", *names)
-    ok = follow(lab, names, args.timeout, started)
+    lab.compose("up", "-d", *names)
+    ok = agents.follow(lab.containers, names, args.timeout, started)
     print_status(lab)
     print(f"lab {lab.name}: {'ready' if ok else 'NOT ready'} after {time.monotonic() - started:.0f}s; "
-          f"credentials: ./gs lab{'' if lab.name == 'goldstack' else ' --name ' + lab.name} openrc")
+          f"credentials: {lab.command} openrc")
     return 0 if ok else 1
-
-
-def follow(lab: Lab, names: list[str], timeout: float, started: float) -> bool:
-    """Print each node's step as it changes until every agent is done (agents retry failures by
-    themselves, so a failure is final only when the timeout passes); records of a previous boot count as
-    not started (agents.of_this_boot)."""
-    last: dict[str, tuple[str, str]] = {}
-    booted: dict[str, float] = {}  # container id -> when it started (epoch)
-    while True:
-        done = 0
-        containers = lab.containers()
-        for name in names:
-            container, running = containers.get(name, ("", False))
-            status = agent_status(container) if running else None
-            if status and container not in booted:
-                booted[container] = container_started(container) or 0
-            status = of_this_boot(status, booted.get(container, 0))
-            state, step, detail = current_step(status)
-            if (state, step) != last.get(name):
-                last[name] = (state, step)
-                print(f"[{time.monotonic() - started:5.0f}s] {name:5} {state:8} {step} {detail[:100]}", flush=True)
-            done += state == "done"
-        if done == len(names):
-            return True
-        if time.monotonic() - started > timeout:
-            return False
-        time.sleep(2)
 
 
 def rows(lab: Lab, containers: dict[str, tuple[str, bool]] | None = None) -> list[dict[str, Any]]:
@@ -217,20 +82,22 @@ def rows(lab: Lab, containers: dict[str, tuple[str, bool]] | None = None) -> lis
     containers = lab.containers() if containers is None else containers
     for node in lab.nodes():
         container, running = containers.get(node["name"], ("", False))
-        status = agent_status(container) if running else None
-        state, step, detail = current_step(status)
+        status = agents.agent_status(container) if running else None
+        state, step, detail = agents.current_step(status)
+        record = (status or {}).get("agent", {})
         result.append({"node": node["name"], "role": node["role"], "address": node["addresses"]["management"],
-                       "container": "running" if running else ("stopped" if container else "absent"),
-                       "agent": state if running else "-", "step": step if running else "-", "detail": detail,
+                       "image": lab.image_of(node), "container": "running" if running else
+                       ("stopped" if container else "absent"), "agent": state if running else "-",
+                       "step": step if running else "-", "detail": detail,
                        "steps": (status or {}).get("steps", {}), "history": (status or {}).get("history", []),
-                       "run_started": (status or {}).get("agent", {}).get("started")})
+                       "run_started": record.get("started"), "changed_files": record.get("changed_files", []),
+                       "restarted": record.get("restarted", [])})
     return result
 
 
 def print_status(lab: Lab) -> None:
-    table = rows(lab)
     print(f"{'NODE':6} {'ROLE':11} {'ADDRESS':15} {'CONTAINER':9} {'AGENT':8} STEP")
-    for r in table:
+    for r in rows(lab):
         print(f"{r['node']:6} {r['role']:11} {r['address']:15} {r['container']:9} {r['agent']:8} {r['step']} "
               f"{r['detail'][:60]}")
 
@@ -248,38 +115,22 @@ def cmd_logs(lab: Lab, args: argparse.Namespace) -> int:
     lab.settings()  # a clear message when there is no such lab
     container = lab.container(args.node)
     if not container:
-        raise LabError(f"no container for node {args.node!r} (nodes: "
-                       f"{', '.join(n['name'] for n in lab.nodes())})", 2)
+        raise LabError(f"no container for node {args.node!r} (nodes: {', '.join(lab.roles())})", 2)
     return subprocess.run(["docker", "exec", container, "journalctl", "--no-pager", "-u", args.unit]).returncode
 
 
 def cmd_openrc(lab: Lab, args: argparse.Namespace) -> int:
-    lab.settings()  # a clear message when there is no such lab
-    container = lab.container("ctl1")
-    if not container:
-        raise LabError("ctl1 is not running (./gs lab up)")
-    proc = subprocess.run(["docker", "exec", container, "cat", "/root/admin-openrc"], capture_output=True, text=True)
+    lab.settings()
+    controller = next(n for n, r in lab.roles().items() if r == catalog.CONTROLLER)
+    proc = lab.exec(controller, "cat", "/root/admin-openrc")
     if proc.returncode != 0:
-        raise LabError("ctl1 has no /root/admin-openrc yet: its agent has not rendered the config")
+        raise LabError(f"{controller} has no /root/admin-openrc yet: its agent has not rendered the config")
     sys.stdout.write(proc.stdout)
     return 0
 
 
-def lab_view(lab: Lab, settings: dict[str, Any]) -> labview.LabView:
-    inventory = yaml.safe_load((lab.dir / "inventory.yaml").read_text())
-    running = {node: ident for node, (ident, up) in lab.containers().items() if up}
-    nodes = {n["name"]: n["role"] for n in inventory["nodes"]}
-    down = [n for n in nodes if n not in running]
-    if down:
-        raise LabError(f"not running: {', '.join(down)} (./gs lab up)")
-    secrets, _ = seed.load_secrets(lab.dir / "site.secrets.yaml")
-    return labview.LabView(nodes=nodes, containers=running, vip=inventory["vip"],
-                          admin_password=str(secrets["keystone_admin"]), artifacts=lab.dir / "artifacts",
-                          compose=lambda *a: lab.compose(settings, *a))
-
-
 def cmd_check(lab: Lab, args: argparse.Namespace) -> int:
-    settings = lab.settings()
+    lab.settings()
     names = list(schedule.CHECKS)
     if args.only:
         names = [n.strip() for n in args.only.split(",") if n.strip()]
@@ -289,7 +140,7 @@ def cmd_check(lab: Lab, args: argparse.Namespace) -> int:
                            f"(choose from {', '.join([*schedule.CHECKS, *schedule.DESTRUCTIVE])})", 2)
     if args.failover and "failover" not in names:
         names.append("failover")
-    view = lab_view(lab, settings)
+    view = lab.view("check")
 
     def show(r: labview.Result) -> None:
         if not args.json:
@@ -309,16 +160,16 @@ def cmd_check(lab: Lab, args: argparse.Namespace) -> int:
 
 
 def cmd_timeline(lab: Lab, args: argparse.Namespace) -> int:
-    lab.settings()  # a clear message when there is no such lab
+    lab.settings()
     containers = lab.containers()
     nodes = [r for r in rows(lab, containers) if r["steps"]]
     if not nodes:
-        raise LabError("no node has recorded a step yet (is the lab up? ./gs lab status)")
-    starts = [t for n in nodes if (t := container_started(containers[n["node"]][0])) is not None]
+        raise LabError(f"no node has recorded a step yet (is the lab up? {lab.command} status)")
+    starts = [t for n in nodes if (t := agents.container_started(containers[n["node"]][0])) is not None]
     origin = min(starts or [min(r["started"] for n in nodes for r in n["steps"].values() if r.get("started"))])
     chart = timeline.bars(nodes, origin, time.time())
     if not chart:
-        raise LabError("no agent run of the current containers has recorded a step yet (./gs lab status)")
+        raise LabError(f"no agent run of the current containers has recorded a step yet ({lab.command} status)")
     out = args.out or lab.dir / "artifacts" / "timeline.svg"
     end = max(b.end for b in chart)
     lanes = len({b.lane for b in chart})
@@ -330,24 +181,104 @@ def cmd_timeline(lab: Lab, args: argparse.Namespace) -> int:
     return 0
 
 
+def print_report(lab: Lab, what: str, report: lifecycle.Report, as_json: bool, started: float) -> None:
+    if as_json:
+        print(json.dumps({"lab": lab.name, "command": what, "seconds": round(time.monotonic() - started, 1),
+                          "nodes": report.rows}, indent=2))
+        return
+    print(f"{'NODE':6} {'ROLE':11} WHAT")
+    for row in report.rows:
+        details = []
+        if row.get("added"):
+            details.append(f"joined after {row['joined_s']:.0f}s, settled after {row['settled_s']:.0f}s")
+        if "files" in row:
+            details.append(f"{len(row['files'])} files changed" + (f" ({', '.join(row['files'][:4])}"
+                           f"{', ...' if len(row['files']) > 4 else ''})" if row["files"] else ""))
+            details.append(f"restarted: {', '.join(row['restarted']) or 'nothing'}")
+        if "replaced_s" in row:
+            details.append(f"image {row['tag']}, back in service after {row['seconds']:.0f}s")
+            if row.get("migrated"):
+                details.append(f"{len(row['migrated'])} servers live-migrated away first")
+        print(f"{row['node']:6} {row['role']:11} {'; '.join(details)}")
+    print(f"lab {lab.name}: {what} done in {time.monotonic() - started:.0f}s")
+
+
+def lifecycle_command(what: str, run: Any) -> Any:
+    def command(lab: Lab, args: argparse.Namespace) -> int:
+        started = time.monotonic()
+        operator = lifecycle.Operator(lab, (lambda m: print(m, file=sys.stderr, flush=True)) if args.json
+                                      else (lambda m: print(m, flush=True)), args.timeout)
+        print_report(lab, what, run(operator, args), args.json, started)
+        return 0
+    return command
+
+
+COMMANDS = {
+    "up": cmd_up, "status": cmd_status, "check": cmd_check, "timeline": cmd_timeline, "logs": cmd_logs,
+    "openrc": cmd_openrc,
+    "add": lifecycle_command("add", lambda op, a: grow.add(op, a.role, a.node_name)),
+    "reconfigure": lifecycle_command("reconfigure", lambda op, a: reconfigure.reconfigure(op, a.set or [],
+                                                                                         a.inventory)),
+    "roll": lifecycle_command("roll", lambda op, a: roll.roll(op, a.tag, tuple(a.role or catalog.ROLES),
+                                                              a.allow_downtime)),
+}
+
+
 def cmd_down(lab: Lab, args: argparse.Namespace) -> int:
-    lab.compose(lab.settings(), "down", "--remove-orphans", capture=False)
-    print(f"lab {lab.name}: containers removed; volumes kept (`./gs lab up` brings the same cloud back)")
+    lab.settings()
+    lab.compose("down", "--remove-orphans", capture=False)
+    print(f"lab {lab.name}: containers removed; volumes kept (`{lab.command} up` brings the same cloud back)")
     return 0
 
 
 def cmd_destroy(lab: Lab, args: argparse.Namespace) -> int:
-    if lab.settings_file.exists():
-        lab.compose(lab.settings(), "down", "--volumes", "--remove-orphans", capture=False)
+    if lab.exists() and lab.compose_file.exists():
+        lab.compose("down", "--volumes", "--remove-orphans", capture=False)
     shutil.rmtree(lab.dir, ignore_errors=True)
     print(f"lab {lab.name}: containers, volumes, seeds and secrets removed")
     return 0
 
 
+COMMANDS.update(down=cmd_down, destroy=cmd_destroy)
+
+
+def day2_parsers(sub: Any) -> None:
+    add = sub.add_parser("add", help="a new compute or storage node joins the running lab",
+                         description="Grow the running lab by one node: it gets the next free name and addresses "
+                         "of its role (or --name), every node's document is made again from the grown inventory "
+                         "(secrets reused), the new node starts while the others re-run their agents, and the "
+                         "command ends when it has joined (hypervisor listed; OSD up, pools resized, Ceph clean).")
+    add.add_argument("role", choices=sorted(grow.GROWABLE), help="the new node's role")
+    add.add_argument("--name", dest="node_name", help="the new node's name (default: cmpN or stoN, the lowest free)")
+    rec = sub.add_parser("reconfigure", help="roll a changed option or override out to the nodes it concerns",
+                         description="Change the lab's inventory (--set, or an edited copy with --inventory), ask "
+                         "every node whose document changes what would change there (a node refuses a document "
+                         "that changes what it is), then re-run their agents: together where nothing restarts, one "
+                         "at a time where services restart (a controller out of HAProxy's rotation and the VIP "
+                         "meanwhile). The report says which files changed and which units restarted where.")
+    rec.add_argument("--set", action="append", metavar="KEY=VALUE",
+                     help="options.NAME=VALUE or overrides.TARGET.SECTION.KEY=VALUE (repeatable; VALUE is YAML)")
+    rec.add_argument("--inventory", type=Path, help="a whole new inventory (an edited copy of build/lab/NAME/"
+                     "inventory.yaml)")
+    rol = sub.add_parser("roll", help="replace every node's container by one of a new image, one node at a time",
+                         description="Replace each node's container by a new one from goldstack/ROLE:TAG with the "
+                         "same volumes, one at a time, each back in service before the next: controllers first "
+                         "(taken out of HAProxy and the VIP; the Galera writer and the VIP's holder last), then "
+                         "storage nodes (Ceph's noout set), then compute nodes (servers live-migrated away first).")
+    rol.add_argument("--tag", help="the image tag to roll to (default: the lab's tag, for images rebuilt under it)")
+    rol.add_argument("--role", action="append", choices=catalog.ROLES, help="only these roles (repeatable)")
+    rol.add_argument("--allow-downtime", action="store_true",
+                     help="roll even where the cloud cannot keep serving (one controller, one storage node, or "
+                     "servers with nowhere to migrate to)")
+    for p in (add, rec, rol):
+        p.add_argument("--json", action="store_true", help="the report as JSON (progress goes to stderr)")
+        p.add_argument("--timeout", type=float, default=1800, help="seconds to wait for each node (default 1800)")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="./gs lab", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--name", default="goldstack", help="lab (compose project) name; several labs can coexist")
+    p.add_argument("--name", default=DEFAULT_LAB, help="lab (compose project) name; several labs can coexist")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     up = sub.add_parser("up", help="build missing images, make seeds, start the nodes and follow their agents")
     up.add_argument("--controllers", type=int, choices=(1, 3), help="3 (HA, default) or 1 (small machines)")
@@ -371,13 +302,10 @@ def parser() -> argparse.ArgumentParser:
     tl.add_argument("--out", type=Path, help="the chart: SVG, or PNG when the name ends in .png "
                     "(default: build/lab/NAME/artifacts/timeline.svg)")
     sub.add_parser("openrc", help="admin credentials for the VIP")
+    day2_parsers(sub)
     sub.add_parser("down", help="remove the containers, keep the volumes")
     sub.add_parser("destroy", help="remove containers, volumes, seeds and secrets")
     return p
-
-
-COMMANDS = {"up": cmd_up, "status": cmd_status, "check": cmd_check, "timeline": cmd_timeline, "logs": cmd_logs,
-            "openrc": cmd_openrc, "down": cmd_down, "destroy": cmd_destroy}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -387,8 +315,11 @@ def main(argv: list[str] | None = None) -> int:
     except LabError as exc:
         print(f"lab: {exc}", file=sys.stderr)
         return exc.code
+    except labview.CheckFailed as exc:
+        print(f"lab: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
-        print("lab: interrupted; `./gs lab status` shows where the nodes are", file=sys.stderr)
+        print(f"lab: interrupted; `./gs lab --name {args.name} status` shows where the nodes are", file=sys.stderr)
         return 130
 
 

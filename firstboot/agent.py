@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import logging
 import os
@@ -10,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from firstboot import document, facts, secrets, sources
+from firstboot import document, facts, identity, secrets, sources
 from firstboot.errors import AgentLocked, FieldProblem, InvalidInput, UsageError
 from firstboot.files import under_root
 from firstboot.logsetup import REDACT
@@ -77,12 +78,15 @@ def run(opts: RunOptions, steps: tuple[Step, ...] = ALL_STEPS) -> RunResult:
         found, doc = load_document(opts)
         log.info("document from %s (%s): node %s, role %s, cluster %s, %d peers", found.source, found.where,
                  doc.node.name, doc.role, doc.cluster, len(doc.all_nodes))
-        plan = plan_of(steps, doc, opts.until, f"{found.source} document ({found.where})")
+        source = f"{found.source} document ({found.where})"
+        plan = plan_of(steps, doc, opts.until, source)
         state = StateStore(default_path(root, opts.state_path))
+        identity.check(doc, state.data["agent"].get("identity"), source)
         state.begin_run(node=doc.node.name, role=doc.role, cluster=doc.cluster, source=found.source,
-                        source_where=found.where, document=doc.fingerprint)
+                        source_where=found.where, document=doc.fingerprint, identity=identity.of(doc))
         ctx = Context(doc=doc, root=root, facts=facts.gather(doc, root), state=state, set_owner=opts.set_owner)
         state.data["agent"]["plan"] = [s.name for s in plan]
+        state.data["agent"]["facts"] = dataclasses.asdict(ctx.facts)
         result = run_steps(plan, ctx)
         elapsed = time.monotonic() - started
         state.end_run(DONE if result.ok else FAILED, result.error)

@@ -11,6 +11,15 @@ from dataclasses import dataclass
 CONTROLLER, COMPUTE, STORAGE = "controller", "compute", "storage"
 ROLES = (CONTROLLER, COMPUTE, STORAGE)
 
+# Where a node of each role keeps its state: what survives the replacement of its image (volumes in the
+# compose lab, disks kept across a re-imaging elsewhere). Everything else comes from the image and the
+# node document.
+STATE_DIRS: dict[str, tuple[str, ...]] = {
+    CONTROLLER: ("/var/lib/mysql", "/var/lib/rabbitmq", "/var/lib/goldstack"),
+    COMPUTE: ("/var/lib/nova", "/var/lib/goldstack"),
+    STORAGE: ("/var/lib/ceph", "/var/lib/goldstack"),
+}
+
 # TCP ports. API services bind the node's management address; HAProxy binds the same port on the VIP.
 PORTS: dict[str, int] = {
     "keystone": 5000,
@@ -133,6 +142,7 @@ UNITS: dict[str, dict[str, tuple[str, ...]]] = {
     "ceph": {STORAGE: ("ceph-mon.target", "ceph-mgr.target", "ceph-osd.target")},
     "openvswitch": {CONTROLLER: ("openvswitch-switch",), COMPUTE: ("openvswitch-switch",)},
     "libvirt": {COMPUTE: ("libvirtd",)},
+    "ssh": {COMPUTE: ("ssh",)},
     "chrony": {CONTROLLER: ("chrony",), COMPUTE: ("chrony",), STORAGE: ("chrony",)},
     # The LVM option: restores the LIO iSCSI targets cinder-rtstool saved (volumes exported across reboots).
     "lio-target": {STORAGE: ("rtslib-fb-targetctl",)},
@@ -273,6 +283,14 @@ CONFIG_FILES: tuple[ConfigFile, ...] = (
     _f("/etc/default/libvirtd", "libvirt/libvirtd.default.j2", _K, "libvirt"),
     _f("/etc/goldstack/libvirt/cinder-secret.xml", "libvirt/secret.xml.j2", _K, "libvirt", mode=PRIVATE,
        when=RBD_VOLUMES),
+    # --- live migration between compute nodes: nova-compute reaches its peers' libvirt over SSH
+    _f("/etc/ssh/sshd_config.d/60-goldstack.conf", "ssh/sshd.conf.j2", _K, "ssh"),
+    _f("/etc/ssh/goldstack_host_ed25519_key", "ssh/private_key.j2:compute_ssh_host_key", _K, "ssh", mode=PRIVATE),
+    # Read at each connection (service group "ssh-keys" has no unit to restart).
+    _f("/var/lib/nova/.ssh/id_ed25519", "ssh/private_key.j2:nova_ssh_key", _K, "ssh-keys", "nova", "nova", PRIVATE),
+    _f("/var/lib/nova/.ssh/authorized_keys", "ssh/authorized_keys.j2", _K, "ssh-keys", "nova", "nova", PRIVATE),
+    _f("/var/lib/nova/.ssh/known_hosts", "ssh/known_hosts.j2", _K, "ssh-keys", "nova", "nova"),
+    _f("/var/lib/nova/.ssh/config", "ssh/client.conf.j2", _K, "ssh-keys", "nova", "nova", PRIVATE),
 )
 
 
@@ -290,6 +308,7 @@ class Directory:
 DIRECTORIES: tuple[Directory, ...] = (
     Directory("/etc/keystone/fernet-keys", frozenset(_C), "keystone", "keystone", 0o700),
     Directory("/etc/keystone/credential-keys", frozenset(_C), "keystone", "keystone", 0o700),
+    Directory("/var/lib/nova/.ssh", frozenset(_K), "nova", "nova", 0o700),
 )
 
 

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from firstboot import agent, document, errors, render, seed, sources
+from firstboot import agent, document, errors, render, secrets, seed, sources
 from firstboot.catalog import PORTS
 from firstboot.files import apply_files
 from firstboot.logsetup import REDACT, setup
@@ -87,6 +87,28 @@ def cmd_render(args: argparse.Namespace) -> int:
     for path in sorted(tree):
         f = tree[path]
         print(f"  {f.mode:04o} {f.owner}:{f.group:<10} {path}")
+    return errors.EXIT_OK
+
+
+def cmd_changes(args: argparse.Namespace) -> int:
+    import json
+
+    from firstboot import changes
+
+    text = sys.stdin.read() if str(args.document) == "-" else _read(args.document)
+    source = "document from standard input" if str(args.document) == "-" else str(args.document)
+    doc = document.load_text(text, source)
+    REDACT.add(secrets.secret_strings(doc.secrets))
+    found = changes.of(doc, args.root, StateStore(default_path(args.root, args.state)), source,
+                       owners=not args.no_chown)
+    if args.json:
+        print(json.dumps(found.as_dict(), indent=2))
+    elif not found.files:
+        print(f"{found.node}: nothing would change")
+    else:
+        print(f"{found.node} ({found.role}): {len(found.files)} files would change; a run would restart: "
+              f"{', '.join(found.units) or 'nothing'}")
+        print("\n".join(f"  {path}" for path in found.files))
     return errors.EXIT_OK
 
 
@@ -211,6 +233,20 @@ def _agent_commands(add: AddCommand) -> None:
     p.add_argument("--interface", default="eth0", help="management interface to assume (default %(default)s)")
     p.add_argument("--virt-type", choices=("kvm", "qemu"), default="qemu", help="libvirt virt_type to assume")
     p.set_defaults(func=cmd_render)
+
+    p = add("changes", "show what a new node document would change here, without changing anything",
+            "Validate a new document for this node, refuse it if it changes what the node is (cluster, name, "
+            "role, Ceph cluster), and list the files a run would rewrite and the units it would restart. "
+            "Nothing is written. A reconfiguration reads it to take the node's services out of rotation "
+            "before the run.",
+            "examples:\n  goldstack-firstboot changes --document new-node.yaml\n"
+            "  goldstack-firstboot changes --document - --json < new-node.yaml")
+    p.add_argument("--document", type=Path, required=True, help="the new document (- for standard input)")
+    p.add_argument("--state", type=Path, help=f"state file (default {DEFAULT_PATH})")
+    p.add_argument("--no-chown", action="store_true", help="compare content and mode only (a tree written by "
+                   "`run --no-chown`)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_changes)
 
     p = add("status", "show what the agent did: each step's status, times and errors",
             "Print the agent's recorded state: one row per step with its status, run count, start time, "

@@ -18,7 +18,7 @@ from urllib.parse import quote
 import jinja2
 import yaml
 
-from firstboot import catalog, ini
+from firstboot import catalog, ini, sshkeys
 from firstboot.addresses import hostport
 from firstboot.document import Document
 from firstboot.errors import GoldstackError
@@ -103,6 +103,7 @@ def _site_context(doc: Document) -> dict[str, Any]:
         "region": doc.region,
         "controllers": controllers,
         "storages": doc.storages,
+        "computes": doc.computes,
         "others": [c for c in controllers if c.name != doc.node.name],
         # The first controller by name seeds RabbitMQ's cluster: it discovers only itself.
         "rabbitmq_discovery_nodes": [c for c in controllers if c.name == first]
@@ -123,6 +124,7 @@ def _services_context(doc: Document) -> dict[str, Any]:
     return {
         "secrets": doc.secrets,
         "service_password": lambda user: doc.secrets[catalog.SERVICE_USERS[user]],
+        "ssh_public_key": lambda secret, comment="": sshkeys.public_key(str(doc.secrets[secret]), comment),
         "ports": catalog.PORTS,
         "apis": catalog.APIS,
         "uwsgi_apis": catalog.UWSGI_APIS,

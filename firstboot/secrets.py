@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from firstboot import sshkeys
 from firstboot.catalog import COMPUTE, CONTROLLER, ROLES, STORAGE
 
 ALL_ROLES = frozenset(ROLES)
@@ -129,6 +130,7 @@ FERNET = SecretKind(_fernet_keys, _check_fernet_keys)
 COOKIE = SecretKind(_erlang_cookie, _check_cookie)
 CEPH_KEY = SecretKind(ceph_key, _check_ceph_key)
 UUID = SecretKind(_uuid, _check_uuid)
+SSH_KEY = SecretKind(lambda: sshkeys.generate("goldstack"), sshkeys.check)
 
 
 @dataclass(frozen=True)
@@ -174,6 +176,10 @@ SECRETS: tuple[SecretSpec, ...] = (
     _spec("ceph_cinder_key", CEPH_KEY, ALL_ROLES, "Ceph client.cinder (volumes; also used by nova)"),
     _spec("ceph_nova_key", CEPH_KEY, _K | {STORAGE}, "Ceph client.nova (ephemeral disks in vms)"),
     _spec("libvirt_secret_uuid", UUID, _K | {STORAGE}, "libvirt secret holding client.cinder's key"),
+    _spec("nova_ssh_key", SSH_KEY, {COMPUTE}, "SSH key nova-compute uses to reach its peers' libvirt "
+          "(live migration)"),
+    _spec("compute_ssh_host_key", SSH_KEY, {COMPUTE}, "SSH host key of every compute node's sshd (known to its "
+          "peers, so no host key is taken on trust)"),
 )
 SECRETS_BY_NAME = {s.name: s for s in SECRETS}
 

@@ -81,7 +81,8 @@ class StateStore:
             self._archive_last_run()
             agent = self.data["agent"]
             agent.update(info)
-            agent.update({"status": RUNNING, "started": _now(), "finished": None, "pid": os.getpid(), "error": None})
+            agent.update({"status": RUNNING, "started": _now(), "finished": None, "pid": os.getpid(), "error": None,
+                          "changed_files": [], "restarted": []})
             self.save()
 
     def end_run(self, status: str, error: str | None = None) -> None:
@@ -107,6 +108,14 @@ class StateStore:
             else:
                 rec.update({"status": DONE, "finished": now, "error": None, "detail": detail,
                             "seconds": round(now - rec.get("started", now), 3)})
+            self.save()
+
+    def record_changes(self, files: list[str] = (), restarted: list[str] = ()) -> None:
+        """What this run changed: files it wrote and units it restarted (`status` and the lab show them)."""
+        with self.lock:
+            agent = self.data["agent"]
+            agent["changed_files"] = sorted(set(agent.get("changed_files") or []) | set(files))
+            agent["restarted"] = sorted(set(agent.get("restarted") or []) | set(restarted))
             self.save()
 
     def note(self, name: str, message: str) -> None:

@@ -34,7 +34,11 @@ def as_table(state: StateStore) -> str:
                      f"{seconds:.1f}" if isinstance(seconds, (int, float)) else "-",
                      rec.get("error") or rec.get("detail") or ""))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
-    lines = [head, ""]
+    lines = [head]
+    if agent.get("changed_files") or agent.get("restarted"):
+        lines.append(f"this run changed {len(agent.get('changed_files') or [])} files and restarted: "
+                     f"{', '.join(agent.get('restarted') or []) or 'nothing'}")
+    lines.append("")
     lines += ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(r[:5])) + "  " + r[5] for r in rows]
     if agent.get("error"):
         lines += ["", f"error: {agent['error']}"]

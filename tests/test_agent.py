@@ -143,8 +143,10 @@ def test_under_another_root_the_run_stops_before_touching_host_services(node_roo
 def test_status_lists_steps_in_run_order(node_root):
     root, _ = node_root
     agent("run", "--root", str(root), "--no-chown")
-    rows = [line.split()[0] for line in agent("status", "--root", str(root)).stdout.splitlines()[3:] if line]
-    assert rows == ["hosts", "config"]
+    lines = agent("status", "--root", str(root)).stdout.splitlines()
+    assert lines[1].startswith("this run changed ") and "restarted: nothing" in lines[1]
+    header = next(i for i, line in enumerate(lines) if line.startswith("STEP"))
+    assert [line.split()[0] for line in lines[header + 1:] if line] == ["hosts", "config"]
 
 
 def test_galera_bootstrap_override_needs_confirmation(tmp_path):

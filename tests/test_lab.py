@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from compose.lab import Lab  # the lab command's own view of its containers
+from compose.site import Lab, derive_inventory  # the lab command's own view of its containers
 from tests.dockerlab import docker
 
 pytestmark = [pytest.mark.docker, pytest.mark.lab, pytest.mark.timeout(3000)]
@@ -61,17 +61,26 @@ def free_prefixes() -> tuple[str, str]:
             return first, second
 
 
-def test_compose_file_is_valid_for_compose_v1():
-    proc = subprocess.run(["docker-compose", "-f", str(TOP / "compose/docker-compose.yml"), "-p", "gs-validate",
-                           "--profile", "ha", "config"], capture_output=True, text=True)
+def test_the_generated_compose_file_is_valid_for_compose_v1(tmp_path):
+    lab = Lab("gs-validate", tmp_path)
+    lab.save_settings({"controllers": 3, "tag": "test", "tags": {"cmp1": "next"}, "management_prefix": "10.77.0",
+                       "provider_prefix": "10.78.0"})
+    lab.save_inventory(derive_inventory(3, "10.77.0", "10.78.0"))
+    lab.write_compose_file()
+    proc = subprocess.run(["docker-compose", "-f", str(lab.compose_file), "-p", "gs-validate", "config"],
+                          capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     services = yaml.safe_load(proc.stdout)["services"]
     assert set(services) == {"ctl1", "ctl2", "ctl3", "cmp1", "sto1"}
+    assert services["cmp1"]["image"] == "goldstack/compute:next" and services["ctl1"]["image"].endswith(":test")
     keepalive = dict(line.replace(" ", "").split("=") for line in KEEPALIVE_CONF.read_text().splitlines()
                      if line and not line.startswith("#"))
     for name, service in services.items():
-        assert "/etc/goldstack/node.yaml" in " ".join(map(str, service["volumes"])), name
+        mounts = " ".join(map(str, service["volumes"]))
+        assert f"{lab.document_path(name)}:/etc/goldstack/node.yaml" in mounts, name
+        assert "/var/lib/goldstack" in mounts, name
         assert {k: str(v) for k, v in service["sysctls"].items()} == keepalive, name  # the VMs' values too
+    assert "ctl2-mysql" in " ".join(map(str, services["ctl2"]["volumes"]))
 
 
 def test_lab_commands_refuse_bad_input_clearly():

@@ -47,12 +47,13 @@ def define_libvirt_secret(ctx: Context) -> None:
 
 class ComputeStep(JoinStep):
     name = "compute"
-    description = "start libvirt and nova-compute; wait until nova lists this hypervisor and neutron its agent"
+    description = ("start libvirt, sshd (live migration) and nova-compute; wait until nova lists this hypervisor "
+                   "and neutron its agent")
     roles = _K
     # Beside the network step, not after it: libvirt starts while both wait for the control plane, and
     # nova-compute as soon as nova and placement answer (it needs Open vSwitch running, not the agent).
     after = ("config",)
-    groups = ("libvirt", "nova")
+    groups = ("libvirt", "ssh", "nova")
     service_user = "nova"
     service_apis = ("nova", "placement")
     ready_what = "nova-compute up, this hypervisor discovered into a cell, neutron's agent alive"
@@ -63,7 +64,7 @@ class ComputeStep(JoinStep):
         # a reboot): the switch and its manager first (whichever of this step and the network step comes
         # first sets them up).
         start_switch(ctx)
-        start_units(ctx, ("libvirt",))
+        start_units(ctx, ("libvirt", "ssh"))  # sshd: peers reach this libvirt for live migration
         proc.wait_for(lambda: proc.run(["virsh", "-q", "version"], ok_codes=(0, 1)).returncode == 0, 60,
                       "libvirtd answers")
         if not libvirt_secret_current(ctx):

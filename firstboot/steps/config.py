@@ -30,6 +30,7 @@ class ConfigStep(Step):
         for d, ids in self._dirs(ctx):  # before the files, so keys never sit in a loose directory
             files.ensure_dir(ctx.path(d.path), d.mode, ids)
         report = files.apply_files(self._tree(ctx).values(), ctx.root, ctx.set_owner)
+        ctx.state.record_changes(files=report.written)
         with ctx.state.lock:
             pending = set(ctx.state.data["agent"].get("restart_pending", []))
             ctx.state.data["agent"]["restart_pending"] = sorted(pending | report.changed_services)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from firstboot.document import Document
 from firstboot.steps.base import Context, Step
 
 BEGIN = "# BEGIN goldstack peers (managed by goldstack-firstboot)"
 END = "# END goldstack peers"
+HOSTS = "/etc/hosts"
 
 
-def managed_block(ctx: Context) -> str:
-    doc = ctx.doc
+def managed_block(doc: Document) -> str:
     lines = [BEGIN]
     lines += [f"{n.management} {n.name}" for n in doc.all_nodes]
     if doc.vip_hostname:
@@ -18,9 +21,17 @@ def managed_block(ctx: Context) -> str:
     return "\n".join(lines) + "\n"
 
 
-def managed_names(ctx: Context) -> set[str]:
-    names = {n.name for n in ctx.doc.all_nodes}
-    return names | ({ctx.doc.vip_hostname} if ctx.doc.vip_hostname else set())
+def managed_names(doc: Document) -> set[str]:
+    names = {n.name for n in doc.all_nodes}
+    return names | ({doc.vip_hostname} if doc.vip_hostname else set())
+
+
+def hosts_current(doc: Document, path: Path) -> bool:
+    """The file names every peer as `doc` lists them, and no managed name otherwise."""
+    if not path.exists():
+        return False
+    text = path.read_text()
+    return replace_block(text, managed_block(doc), managed_names(doc)) == text
 
 
 def replace_block(text: str, block: str, names: set[str] = frozenset()) -> str:
@@ -46,19 +57,15 @@ class HostsStep(Step):
     description = "write every peer into /etc/hosts"
 
     def done(self, ctx: Context) -> bool:
-        path = ctx.path("/etc/hosts")
-        if not path.exists():
-            return False
-        text = path.read_text()
-        return replace_block(text, managed_block(ctx), managed_names(ctx)) == text
+        return hosts_current(ctx.doc, ctx.path(HOSTS))
 
     def run(self, ctx: Context) -> str:
-        path = ctx.path("/etc/hosts")
+        path = ctx.path(HOSTS)
         text = path.read_text() if path.exists() else "127.0.0.1 localhost\n"
         # Written in place, not renamed: container engines bind-mount /etc/hosts.
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "r+" if path.exists() else "w") as handle:
             handle.seek(0)
-            handle.write(replace_block(text, managed_block(ctx), managed_names(ctx)))
+            handle.write(replace_block(text, managed_block(ctx.doc), managed_names(ctx.doc)))
             handle.truncate()
         return f"{len(ctx.doc.all_nodes)} peers"

@@ -30,6 +30,8 @@ def run_unit(ctx: Context, unit: str) -> None:
             proc.systemctl("reset-failed", unit)
         ctx.note(f"{'restarting' if state == 'active' else 'starting'} {unit}")
         proc.systemctl("restart" if state == "active" else "start", unit, timeout=300)
+        if state == "active":
+            ctx.state.record_changes(restarted=[unit])
     with ctx.state.lock:
         agent = ctx.state.data["agent"]
         agent["ceph_restarted"] = sorted(set(agent.get("ceph_restarted", [])) | {unit})

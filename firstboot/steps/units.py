@@ -41,6 +41,7 @@ def start_units(ctx: Context, groups: tuple[str, ...], enable: bool = False, blo
                 start_together(units, verb)
             else:
                 proc.systemctl(verb, "--no-block", *units)
+    ctx.state.record_changes(restarted=verbs["restart"])
     with ctx.state.lock:  # another step may have started its own groups meanwhile
         agent = ctx.state.data["agent"]
         agent["restart_pending"] = sorted(set(agent.get("restart_pending", [])) - set(groups))

@@ -1,0 +1,244 @@
+"""Day 2 of a lab: grow it, change its documents, and replace every node's image, with the cloud serving
+throughout.
+
+A node changes by re-running its agent on a new document (reconfigure, and the nodes already running when
+another joins), or by being replaced: a new container from the new image with the same volumes, whose
+agent brings it back (roll). A controller is first taken out of service: every HAProxy drains its API
+servers, the VIP moves away from it if it holds it (new connections to the VIP are held back on it meanwhile,
+not refused), and the Galera writer moves off it; it is put back once it serves again. Storage nodes are
+replaced with Ceph's `noout` set, compute nodes once their servers have been live-migrated away.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from compose import agents, cluster, haproxy
+from compose.site import Lab, LabError
+from firstboot import catalog
+
+DRAIN_SECONDS = 60  # the longest an API request is let finish on a node being taken out of service
+VIP_SECONDS = 30
+POLL = 1.0
+GALERA = "galera"  # the HAProxy proxy of the database
+
+
+@dataclass
+class Report:
+    """What a lifecycle command did, node by node, for its summary table and --json."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, node: str, **what: Any) -> None:
+        self.rows.append({"node": node, **what})
+
+
+def wait_for(what: str, probe: Callable[[], Any], timeout: float, interval: float = POLL) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise LabError(f"{what}: not within {timeout:.0f}s")
+        time.sleep(interval)
+
+
+class Operator:
+    """Does to a running lab what an operator does on day 2, one node at a time."""
+
+    def __init__(self, lab: Lab, progress: Callable[[str], None] = print, timeout: float = 1800):
+        self.lab, self.progress, self.timeout = lab, progress, timeout
+        self.started = time.monotonic()
+        self.vip = lab.inventory()["vip"]
+
+    def say(self, message: str) -> None:
+        self.progress(f"[{time.monotonic() - self.started:5.0f}s] {message}")
+
+    # --- what the lab looks like now
+
+    def containers(self) -> dict[str, str]:
+        return self.lab.running()
+
+    def of_role(self, role: str) -> list[str]:
+        return [n for n, r in self.lab.roles().items() if r == role]
+
+    def controller_containers(self, but: str | None = None) -> dict[str, str]:
+        running = self.containers()
+        return {n: running[n] for n in self.of_role(catalog.CONTROLLER) if n in running and n != but}
+
+    # --- agents
+
+    def rerun_agents(self, nodes: list[str]) -> dict[str, float]:
+        """Ask these nodes' agents for a new run (systemd restarts the oneshot unit); when each was asked."""
+        since = {}
+        for node in nodes:
+            since[node] = time.time()
+            self.lab.exec(node, "systemctl", "restart", "--no-block", "goldstack-firstboot", check=True)
+        return since
+
+    def follow(self, nodes: list[str], since: dict[str, float] | None = None) -> None:
+        if not agents.follow(self.lab.containers, nodes, self.timeout, self.started, since):
+            raise LabError(f"the agent of {', '.join(nodes)} is not done after {self.timeout:.0f}s "
+                           f"(`{self.lab.command} status`, `{self.lab.command} logs NODE`)")
+
+    def agent_record(self, node: str) -> dict[str, Any]:
+        return agents.agent_status(self.containers()[node]) or {}
+
+    # --- a controller out of service and back
+
+    def take_out(self, node: str) -> None:
+        """No request reaches `node`'s services any more, and none is cut: every other HAProxy drains its
+        API servers, the VIP leaves it if it holds it, then its servers (the database's too) go to
+        maintenance and the sessions the VIP's holder had on its database are closed."""
+        others = self.controller_containers(but=node)
+        if not others:
+            raise LabError(f"{node} is the only controller: the cloud cannot serve while it restarts")
+        for container in others.values():
+            proxies = [p for p in haproxy.proxies_of(container, node) if p != GALERA]
+            haproxy.set_state(container, node, "drain", proxies)
+        if cluster.vip_holder(self.controller_containers(), self.vip) == node:
+            self.move_vip(node)
+        for peer, container in others.items():
+            wait_for(f"{peer}'s HAProxy to finish the requests it sent to {node}",
+                     lambda c=container: self._api_sessions(c, node) == 0, DRAIN_SECONDS, 0.5)
+            haproxy.set_state(container, node, "maint")
+        holder = cluster.vip_holder(others, self.vip)
+        if holder:
+            haproxy.shutdown_sessions(others[holder], GALERA, node)
+
+    @staticmethod
+    def _api_sessions(container: str, node: str) -> int:
+        return sum(r.sessions for r in haproxy.stats(container) if r.proxy != GALERA and r.server == node)
+
+    def move_vip(self, node: str) -> None:
+        """The VIP moves from `node` to another controller: new connections to it are dropped (their SYN
+        is sent again a second later, by then to the new holder) while the requests it serves finish, then
+        its keepalived stops and a peer takes the address."""
+        container = self.containers()[node]
+        self.say(f"{node}: moving the VIP {self.vip} to another controller")
+        self.lab.exec(node, "iptables", "-w", "-I", "INPUT", "-d", self.vip, "-p", "tcp", "--syn", "-j", "DROP",
+                      check=True)
+        try:
+            wait_for(f"{node}'s HAProxy to finish its requests", lambda: self._http_sessions(container) == 0,
+                     DRAIN_SECONDS, 0.2)
+        finally:
+            self.lab.exec(node, "systemctl", "stop", "keepalived", check=True)
+        others = self.controller_containers(but=node)
+        holder = wait_for(f"another controller holding the VIP {self.vip}",
+                          lambda: cluster.vip_holder(others, self.vip), VIP_SECONDS, 0.2)
+        self.say(f"{node}: the VIP is on {holder}")
+
+    @staticmethod
+    def _http_sessions(container: str) -> int:
+        return sum(r.sessions for r in haproxy.stats(container) if r.server == "FRONTEND" and r.proxy != GALERA)
+
+    def put_back(self, node: str, wait: bool = True) -> None:
+        """`node` serves again: Galera Synced, in RabbitMQ's cluster, every HAProxy counting its servers up
+        (with wait=False, only handed back to the health checks)."""
+        controllers = self.of_role(catalog.CONTROLLER)
+        container = self.containers().get(node)
+        if wait and container:
+            wait_for(f"{node} Synced in a Galera cluster of {len(controllers)}",
+                     lambda: cluster.galera_synced(container, len(controllers)), self.timeout)
+            wait_for(f"{node} running in RabbitMQ's cluster",
+                     lambda: f"rabbit@{node}" in cluster.rabbitmq_running(container), self.timeout, 2)
+        if container:
+            self.lab.exec(node, "iptables", "-w", "-D", "INPUT", "-d", self.vip, "-p", "tcp", "--syn", "-j", "DROP")
+            self.lab.exec(node, "systemctl", "start", "keepalived")
+        for peer, peer_container in self.controller_containers(but=node).items():
+            haproxy.set_state(peer_container, node, "ready")
+            if wait:
+                wait_for(f"{peer}'s HAProxy counting {node}'s services up",
+                         lambda c=peer_container: not [s for s in haproxy.counted_out(c) if f"/{node}=" in s],
+                         self.timeout)
+
+    # --- storage and compute
+
+    def ceph(self, *args: str, on: str | None = None) -> str:
+        node = on or next(n for n in self.of_role(catalog.STORAGE) if n in self.containers())
+        return self.lab.exec(node, "ceph", "--connect-timeout", "10", *args, check=True, timeout=60).stdout
+
+    def ceph_settled(self, allowed: tuple[str, ...] = ()) -> bool:
+        """Every placement group active+clean and no health check raised but the `allowed` ones."""
+        try:
+            health = json.loads(self.ceph("health", "--format", "json"))
+            pgs = json.loads(self.ceph("pg", "stat", "--format", "json"))
+        except (LabError, json.JSONDecodeError, subprocess.TimeoutExpired):
+            return False
+        summary = pgs.get("pg_summary", pgs)
+        clean = sum(s["num"] for s in summary.get("num_pg_by_state", []) if s["name"] == "active+clean")
+        raised = set(health.get("checks", {})) - set(allowed)
+        return clean == summary.get("num_pgs", -1) and not raised
+
+    def pool_sizes(self) -> dict[str, int]:
+        pools = json.loads(self.ceph("osd", "pool", "ls", "detail", "--format", "json"))
+        return {p["pool_name"]: p["size"] for p in pools if p["pool_name"] in catalog.CEPH_POOLS}
+
+
+# --- a new document on running nodes
+
+
+def changes_of(lab: Lab, node: str, document: bytes) -> dict[str, Any]:
+    """What `document` would change on `node` (`goldstack-firstboot changes`, run there): its files and the
+    units a run would restart. A document the node refuses (another identity) stops everything here."""
+    proc = lab.exec(node, "goldstack-firstboot", "changes", "--document", "-", "--json", stdin=document.decode())
+    if proc.returncode != 0:
+        raise LabError(f"{node} refuses its new document: {(proc.stderr or proc.stdout).strip()[-1500:]}", 2)
+    return json.loads(proc.stdout)
+
+
+def plan(op: Operator, documents: dict[str, bytes], nodes: list[str]) -> dict[str, dict[str, Any]]:
+    """What each node's new document would change there, asked of every node before anything is delivered."""
+    return {node: changes_of(op.lab, node, documents[node]) for node in nodes}
+
+
+def rollout(op: Operator, documents: dict[str, bytes], planned: dict[str, dict[str, Any]], report: Report) -> None:
+    """Deliver each planned node its new document and re-run its agent. Nodes whose run restarts nothing go
+    together; the others one at a time: a controller out of service meanwhile, a storage node with Ceph's
+    `noout` set."""
+    nodes = list(planned)
+    roles = op.lab.roles()
+    quiet = [n for n in nodes if not planned[n]["units"]]
+    if quiet:
+        op.say(f"re-running the agents of {', '.join(quiet)} (nothing to restart)")
+        op.lab.deliver(documents, quiet)
+        op.follow(quiet, op.rerun_agents(quiet))
+    order = {catalog.STORAGE: 0, catalog.COMPUTE: 1, catalog.CONTROLLER: 2}
+    for node in sorted((n for n in nodes if planned[n]["units"]), key=lambda n: (order[roles[n]], n)):
+        op.say(f"{node}: {len(planned[node]['files'])} files change; restarting {', '.join(planned[node]['units'])}")
+        with out_of_service(op, node, roles[node]):
+            op.lab.deliver(documents, [node])
+            op.follow([node], op.rerun_agents([node]))
+    for node in nodes:
+        record = op.agent_record(node).get("agent", {})
+        report.add(node, role=roles[node], files=planned[node]["files"], restarted=record.get("restarted", []))
+
+
+@contextmanager
+def out_of_service(op: Operator, node: str, role: str) -> Iterator[None]:
+    """A node's services out of rotation while the block changes it: a controller taken out of HAProxy and
+    the VIP, a storage node's OSD kept in the map (`noout`). Put back after; when the block failed, without
+    waiting for the node (HAProxy's checks then keep it out until it serves)."""
+    if role == catalog.CONTROLLER:
+        op.take_out(node)
+    elif role == catalog.STORAGE:
+        op.ceph("osd", "set", "noout")
+    ok = False
+    try:
+        yield
+        ok = True
+    finally:
+        if role == catalog.CONTROLLER:
+            op.put_back(node, wait=ok)
+        elif role == catalog.STORAGE:
+            if ok:
+                wait_for(f"Ceph settled after {node} (every placement group active+clean)",
+                         lambda: op.ceph_settled(allowed=("OSDMAP_FLAGS",)), op.timeout, 2)
+            op.ceph("osd", "unset", "noout")
