@@ -83,9 +83,13 @@ usage: ./gs COMMAND [ARGS...]
       status | logs NODE         each node's agent step and health | a node's agent journal
       timeline [--out FILE]      where the minutes went: each node's agent runs as a chart (SVG or PNG)
       openrc                     admin credentials for the VIP: eval "$(./gs lab openrc)"
+      add compute|storage        a new node joins the running lab (docs/lifecycle.md)
+      reconfigure --set K=V      roll a changed option or override out, restarting only what changed
+      roll [--tag T] [--role R]  replace every node's container by one of a new image, one at a time,
+                                 the cloud serving throughout (servers live-migrated, Ceph noout)
       down | destroy             remove the containers (volumes kept) | remove everything of the lab
   test [PYTEST ARGS...]        lint (ruff) and run the whole test suite, installing what it needs
-                               (-m "not docker": only the fast tests)
+                               (-m "not heavy": only the fast tests)
   bench                        run the benchmarks in bench/ and write JSON to bench/results/
   help                         this text
 
@@ -102,6 +106,7 @@ case "$cmd" in
     exec "$VENV/bin/python" build.py "$@" ;;
   seed)
     ensure_venv
+    ensure_debs openssh-client  # ssh-keygen makes the site's SSH keys
     exec "$VENV/bin/python" -m firstboot seed "$@" ;;
   agent)
     ensure_venv
@@ -109,7 +114,7 @@ case "$cmd" in
   lab)
     ensure_venv
     ensure_docker
-    ensure_debs docker-compose
+    ensure_debs docker-compose openssh-client
     # The Horizon check drives a real browser.
     case " $* " in *" check "*) ensure_debs chromium chromium-driver ;; esac
     exec "$VENV/bin/python" -m compose.lab "$@" ;;
@@ -117,7 +122,7 @@ case "$cmd" in
     ensure_venv
     ensure_docker
     ensure_image_tools
-    ensure_debs docker-compose chromium chromium-driver
+    ensure_debs docker-compose chromium chromium-driver openssh-client
     log "ruff check"
     "$VENV/bin/ruff" check .
     log "pytest"
@@ -126,7 +131,7 @@ case "$cmd" in
     ensure_venv
     ensure_docker
     ensure_image_tools
-    ensure_debs docker-compose chromium chromium-driver
+    ensure_debs docker-compose chromium chromium-driver openssh-client
     mkdir -p bench/results
     for b in bench/*.py; do
       name=$(basename "$b" .py)

@@ -90,7 +90,8 @@ def current_step(status: dict[str, Any] | None) -> tuple[str, str, str]:
 
 
 def follow(containers: Callable[[], dict[str, tuple[str, bool]]], names: list[str], timeout: float,
-           started: float, since: dict[str, float] | None = None) -> bool:
+           started: float, since: dict[str, float] | None = None,
+           say: Callable[[str], None] = lambda line: print(line, flush=True)) -> bool:
     """Print each node's step as it changes until every agent is done (agents retry failures by
     themselves, so a failure is final only when the timeout passes). A record counts from the agent run
     begun after `since[node]` (epoch; default: the container's start, so a previous boot's record is not
@@ -110,7 +111,7 @@ def follow(containers: Callable[[], dict[str, tuple[str, bool]]], names: list[st
             state, step, detail = current_step(status)
             if (state, step) != last.get(name):
                 last[name] = (state, step)
-                print(f"[{time.monotonic() - started:5.0f}s] {name:5} {state:8} {step} {detail[:100]}", flush=True)
+                say(f"[{time.monotonic() - started:5.0f}s] {name:5} {state:8} {step} {detail[:100]}")
             done += state == "done"
         if done == len(names):
             return True

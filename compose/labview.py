@@ -87,15 +87,16 @@ class LabView:
         self.clients.close()
 
 
-def poll(what: str, probe: Callable[[], Any], timeout: float, interval: float = 2) -> Any:
-    """probe() until it returns something true; its last value, or CheckFailed naming `what`."""
+def poll(what: str, probe: Callable[[], Any], timeout: float, interval: float = 2,
+         error: Callable[[str], Exception] = CheckFailed) -> Any:
+    """probe() until it returns something true; its last value, or `error` naming `what`."""
     deadline = time.monotonic() + timeout
     while True:
         value = probe()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise CheckFailed(f"{what}: not within {timeout:.0f}s")
+            raise error(f"{what}: not within {timeout:.0f}s")
         time.sleep(interval)
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from compose import agents, cluster, haproxy
+from compose.labview import poll
 from compose.site import Lab, LabError
 from firstboot import catalog
 
@@ -27,6 +28,24 @@ DRAIN_SECONDS = 60  # the longest an API request is let finish on a node being t
 VIP_SECONDS = 30
 POLL = 1.0
 GALERA = "galera"  # the HAProxy proxy of the database
+
+
+HOLD_CHAIN = "GOLDSTACK-VIP-HOLD"
+
+
+def hold_script(vip: str, exempt: list[str]) -> str:
+    """iptables commands that drop clients' new connections to the VIP, but not the `exempt` sources'."""
+    lines = [f"iptables -w -N {HOLD_CHAIN} 2>/dev/null || iptables -w -F {HOLD_CHAIN}"]
+    lines += [f"iptables -w -A {HOLD_CHAIN} -s {source} -j RETURN" for source in exempt]
+    lines += [f"iptables -w -A {HOLD_CHAIN} -p tcp --syn -j DROP",
+              f"iptables -w -C INPUT -d {vip} -j {HOLD_CHAIN} 2>/dev/null || "
+              f"iptables -w -I INPUT -d {vip} -j {HOLD_CHAIN}"]
+    return " && ".join(lines)
+
+
+def release_script(vip: str) -> str:
+    return (f"iptables -w -D INPUT -d {vip} -j {HOLD_CHAIN} 2>/dev/null; iptables -w -F {HOLD_CHAIN} 2>/dev/null; "
+            f"iptables -w -X {HOLD_CHAIN} 2>/dev/null; true")
 
 
 @dataclass
@@ -40,14 +59,7 @@ class Report:
 
 
 def wait_for(what: str, probe: Callable[[], Any], timeout: float, interval: float = POLL) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise LabError(f"{what}: not within {timeout:.0f}s")
-        time.sleep(interval)
+    return poll(what, probe, timeout, interval, error=LabError)
 
 
 class Operator:
@@ -84,7 +96,7 @@ class Operator:
         return since
 
     def follow(self, nodes: list[str], since: dict[str, float] | None = None) -> None:
-        if not agents.follow(self.lab.containers, nodes, self.timeout, self.started, since):
+        if not agents.follow(self.lab.containers, nodes, self.timeout, self.started, since, say=self.progress):
             raise LabError(f"the agent of {', '.join(nodes)} is not done after {self.timeout:.0f}s "
                            f"(`{self.lab.command} status`, `{self.lab.command} logs NODE`)")
 
@@ -118,13 +130,15 @@ class Operator:
         return sum(r.sessions for r in haproxy.stats(container) if r.proxy != GALERA and r.server == node)
 
     def move_vip(self, node: str) -> None:
-        """The VIP moves from `node` to another controller: new connections to it are dropped (their SYN
-        is sent again a second later, by then to the new holder) while the requests it serves finish, then
-        its keepalived stops and a peer takes the address."""
+        """The VIP moves from `node` to another controller, no request cut: clients' new connections to it
+        are held back (their SYN dropped: it is sent again a second later, by then to the new holder) while
+        the requests it serves finish, then its keepalived stops and a peer takes the address. The nodes'
+        own connections still go through meanwhile: a request in flight may need another API (a token
+        checked with keystone, through the VIP)."""
         container = self.containers()[node]
         self.say(f"{node}: moving the VIP {self.vip} to another controller")
-        self.lab.exec(node, "iptables", "-w", "-I", "INPUT", "-d", self.vip, "-p", "tcp", "--syn", "-j", "DROP",
-                      check=True)
+        nodes = sorted({a for n in self.lab.nodes() for a in n["addresses"].values()} | {self.vip, "127.0.0.0/8"})
+        self.lab.exec(node, "sh", "-c", hold_script(self.vip, nodes), check=True)
         try:
             wait_for(f"{node}'s HAProxy to finish its requests", lambda: self._http_sessions(container) == 0,
                      DRAIN_SECONDS, 0.2)
@@ -150,7 +164,7 @@ class Operator:
             wait_for(f"{node} running in RabbitMQ's cluster",
                      lambda: f"rabbit@{node}" in cluster.rabbitmq_running(container), self.timeout, 2)
         if container:
-            self.lab.exec(node, "iptables", "-w", "-D", "INPUT", "-d", self.vip, "-p", "tcp", "--syn", "-j", "DROP")
+            self.lab.exec(node, "sh", "-c", release_script(self.vip))
             self.lab.exec(node, "systemctl", "start", "keepalived")
         for peer, peer_container in self.controller_containers(but=node).items():
             haproxy.set_state(peer_container, node, "ready")
@@ -226,12 +240,12 @@ def out_of_service(op: Operator, node: str, role: str) -> Iterator[None]:
     """A node's services out of rotation while the block changes it: a controller taken out of HAProxy and
     the VIP, a storage node's OSD kept in the map (`noout`). Put back after; when the block failed, without
     waiting for the node (HAProxy's checks then keep it out until it serves)."""
-    if role == catalog.CONTROLLER:
-        op.take_out(node)
-    elif role == catalog.STORAGE:
-        op.ceph("osd", "set", "noout")
     ok = False
     try:
+        if role == catalog.CONTROLLER:
+            op.take_out(node)
+        elif role == catalog.STORAGE:
+            op.ceph("osd", "set", "noout")
         yield
         ok = True
     finally:

@@ -5,7 +5,9 @@ servers live-migrated to another compute node first, and the node kept out of sc
 
 from __future__ import annotations
 
+import subprocess
 import time
+from contextlib import closing
 from typing import Any
 
 from compose import cluster, haproxy
@@ -94,13 +96,17 @@ def evacuate(op: Operator, view: LabView, node: str) -> list[str]:
         op.say(f"{node}: live-migrating server {server['Name']} ({sid[:8]})")
         view.openstack("server", "migrate", "--live-migration", sid, json_out=False)
 
-        def arrived(sid: str = sid) -> bool:
+        def settled(sid: str = sid) -> dict[str, Any] | None:
             shown = view.openstack("server", "show", sid)
             if shown["status"] == "ERROR":
                 raise LabError(f"server {sid} went to ERROR while migrating off {node}: {shown.get('fault')}")
-            return shown["status"] == "ACTIVE" and shown.get("OS-EXT-SRV-ATTR:host") not in (node, None)
+            busy = shown.get("OS-EXT-STS:task_state") or shown["status"] != "ACTIVE"
+            return None if busy else shown
 
-        wait_for(f"server {sid} live-migrated off {node}", arrived, MIGRATION_SECONDS, 2)
+        shown = wait_for(f"server {sid} live-migrated off {node}", settled, MIGRATION_SECONDS, 2)
+        if shown.get("OS-EXT-SRV-ATTR:host") == node:
+            raise LabError(f"the live migration of server {sid} off {node} failed; it still runs there "
+                           f"(`openstack server migration list --server {sid}`; nova-compute's log on {node})")
         moved.append(sid)
     return moved
 
@@ -116,29 +122,50 @@ def roll_compute(op: Operator, view: LabView, node: str, tag: str) -> dict[str, 
     return {"replaced_s": round(seconds, 1), "migrated": moved}
 
 
+def finish_upgrade(op: Operator) -> None:
+    """One more run of a controller's agent once every node runs the new image: the upgrade tasks that wait
+    for that (schema contraction, nova's online data migrations) run there; nothing restarts."""
+    first = sorted(op.of_role(catalog.CONTROLLER))[0]
+    op.say(f"{first}: re-running its agent for the upgrade tasks that waited for every node")
+    op.follow([first], op.rerun_agents([first]))
+
+
+def runs_image(op: Operator, node: str, ref: str) -> bool:
+    """The node's container runs exactly the image `ref` names now (a roll stopped half-way goes on from
+    the nodes it had not replaced; images rebuilt under the same tag are newer, so they roll)."""
+    container = op.containers().get(node)
+    if not container:
+        return False
+    running = subprocess.run(["docker", "inspect", "-f", "{{.Image}}", container], capture_output=True, text=True)
+    wanted = subprocess.run(["docker", "image", "inspect", "-f", "{{.Id}}", ref], capture_output=True, text=True)
+    return running.returncode == 0 and running.stdout.strip() == wanted.stdout.strip() != ""
+
+
 def roll(op: Operator, tag: str | None, roles: tuple[str, ...], allow_downtime: bool = False) -> Report:
     lab = op.lab
     settings = lab.settings()
     tag = tag or settings["tag"]
-    view = lab.view("roll")
-    try:
-        nodes = order(op, roles)
+    kinds = lab.roles()
+    nodes = [n for n in order(op, roles) if not runs_image(op, n, f"goldstack/{kinds[n]}:{tag}")]
+    if not nodes:
+        op.say(f"every node already runs its goldstack/ROLE:{tag} image")
+    with closing(lab.view("roll")) as view:
         check_roll(op, view, nodes, tag, allow_downtime)
-        report = Report()
-        kinds = lab.roles()
-        for node in nodes:
-            started = time.monotonic()
-            if kinds[node] == catalog.COMPUTE:
+    report = Report()
+    for node in nodes:
+        started = time.monotonic()
+        if kinds[node] == catalog.COMPUTE:
+            # A client on the controllers as they are now: the ones it began on were replaced.
+            with closing(lab.view("roll")) as view:
                 done = roll_compute(op, view, node, tag)
-            else:
-                with out_of_service(op, node, kinds[node]):
-                    done = {"replaced_s": round(replace(op, node, tag), 1)}
-            report.add(node, role=kinds[node], tag=tag, seconds=round(time.monotonic() - started, 1), **done)
-            op.say(f"{node}: back in service")
-        settings = lab.settings()
-        if all(settings["tags"].get(n["name"]) == tag for n in lab.nodes()):
-            settings.update(tag=tag, tags={})
-            lab.save_settings(settings)
-        return report
-    finally:
-        view.close()
+        else:
+            with out_of_service(op, node, kinds[node]):
+                done = {"replaced_s": round(replace(op, node, tag), 1)}
+        report.add(node, role=kinds[node], tag=tag, seconds=round(time.monotonic() - started, 1), **done)
+        op.say(f"{node}: back in service")
+    finish_upgrade(op)
+    settings = lab.settings()
+    if all(settings["tags"].get(n["name"]) == tag for n in lab.nodes()):
+        settings.update(tag=tag, tags={})
+        lab.save_settings(settings)
+    return report

@@ -198,7 +198,7 @@ class Lab:
         running = self.running()
         down = [n["name"] for n in self.nodes() if n["name"] not in running]
         if down:
-            raise LabError(f"{what}: not running: {', '.join(down)} (start the lab with `{self.command} up`)")
+            raise LabError(f"{what}: not running: {', '.join(down)} (start the lab with `{self.command} up`)", 2)
         return running
 
     def exec(self, node: str, *cmd: str, stdin: str | None = None, timeout: float = 120,

@@ -289,8 +289,8 @@ CONFIG_FILES: tuple[ConfigFile, ...] = (
     # Read at each connection (service group "ssh-keys" has no unit to restart).
     _f("/var/lib/nova/.ssh/id_ed25519", "ssh/private_key.j2:nova_ssh_key", _K, "ssh-keys", "nova", "nova", PRIVATE),
     _f("/var/lib/nova/.ssh/authorized_keys", "ssh/authorized_keys.j2", _K, "ssh-keys", "nova", "nova", PRIVATE),
-    _f("/var/lib/nova/.ssh/known_hosts", "ssh/known_hosts.j2", _K, "ssh-keys", "nova", "nova"),
-    _f("/var/lib/nova/.ssh/config", "ssh/client.conf.j2", _K, "ssh-keys", "nova", "nova", PRIVATE),
+    _f("/etc/ssh/ssh_known_hosts", "ssh/known_hosts.j2", _K, "ssh-keys"),
+    _f("/etc/ssh/ssh_config.d/60-goldstack.conf", "ssh/client.conf.j2", _K, "ssh-keys"),
 )
 
 

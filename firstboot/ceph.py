@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import uuid
 from pathlib import Path
 from typing import Any
@@ -73,8 +74,35 @@ def _write_keyring(path: Path, text: str) -> None:
     files.atomic_write(path, text.encode(), 0o600, *files.resolve_ids("ceph", "ceph"))
 
 
+def _other_monitor_listens(doc: Document) -> bool:
+    """Another monitor of the document accepts connections (so a cluster may already run)."""
+    for mon in doc.ceph_monitors:
+        if mon.name != doc.node.name:
+            try:
+                with socket.create_connection((mon.ceph_address, catalog.PORTS["ceph-mon"]), timeout=1):
+                    return True
+            except OSError:
+                continue
+    return False
+
+
+def _running_monmap(doc: Document, path: Path) -> list[str] | None:
+    """The running cluster's monmap, written to `path`, and the monitors it names; None when no quorum
+    answers (the cluster is being formed)."""
+    if not _other_monitor_listens(doc):
+        return None
+    try:
+        proc.run(["ceph", "--connect-timeout", "5", "mon", "getmap", "-o", str(path)], timeout=20)
+    except (proc.CommandFailed, TimeoutError):
+        return None
+    printed = proc.run(["monmaptool", "--print", str(path)]).stdout
+    return [line.rsplit("mon.", 1)[1].strip() for line in printed.splitlines() if " mon." in line]
+
+
 def make_monitor(doc: Document, root: Path) -> bool:
-    """Create this node's monitor store from the shared monmap and keyring; False when it exists."""
+    """Create this node's monitor store, from the running cluster's monmap when it runs (a storage node added
+    to a site, or made a monitor by its growth), else from the document's monitors and the shared keyring;
+    False when it exists."""
     name = doc.node.name
     data = root / mon_dir(name).lstrip("/")
     if (data / "done").exists():
@@ -86,7 +114,10 @@ def make_monitor(doc: Document, root: Path) -> bool:
     monmap = root / "var/lib/ceph/tmp/goldstack-monmap"
     monmap.parent.mkdir(parents=True, exist_ok=True)
     monmap.unlink(missing_ok=True)
-    proc.run(["monmaptool", "--create", "--fsid", str(doc.secrets["ceph_fsid"]), *monmap_args(doc), str(monmap)])
+    members = _running_monmap(doc, monmap)
+    if members is None:
+        proc.run(["monmaptool", "--create", "--fsid", str(doc.secrets["ceph_fsid"]), *monmap_args(doc),
+                  str(monmap)])
     _chown_ceph(monmap)
     # ceph-mon reads the keyring after dropping to the ceph user: hand it a private copy it owns.
     keyring = monmap.with_name("goldstack-mon-keyring")
@@ -97,6 +128,8 @@ def make_monitor(doc: Document, root: Path) -> bool:
     finally:
         keyring.unlink(missing_ok=True)
         monmap.unlink(missing_ok=True)
+    if members is not None and name not in members:
+        ceph("mon", "add", name, doc.node.ceph_address)
     (data / "done").touch()
     _chown_ceph(data)
     return True
@@ -166,16 +199,18 @@ def osd_up(osd: int) -> bool:
 
 
 def ensure_pools(size: int) -> list[str]:
-    """The OpenStack pools with `size` replicas and the rbd application; returns the pools created now."""
+    """The OpenStack pools with the rbd application, and every pool (Ceph's own .mgr too, made with the size of
+    its day) with `size` replicas; returns the pools created now."""
     existing = set(ceph_json("osd", "pool", "ls") or [])
     created = []
     for pool in catalog.CEPH_POOLS:
         if pool not in existing:
             ceph("osd", "pool", "create", pool, str(PG_NUM), str(PG_NUM), "replicated", "--size", str(size))
             created.append(pool)
+        ceph("osd", "pool", "application", "enable", pool, "rbd")
+    for pool in sorted(existing | set(catalog.CEPH_POOLS)):
         ceph("osd", "pool", "set", pool, "size", str(size), *(["--yes-i-really-mean-it"] if size == 1 else []))
         ceph("osd", "pool", "set", pool, "min_size", str(catalog.ceph_min_size(size)))
-        ceph("osd", "pool", "application", "enable", pool, "rbd")
     return created
 
 
@@ -185,8 +220,8 @@ def pools_ready(size: int) -> bool:
     except (proc.CommandFailed, ValueError):
         return False
     found = {p.get("pool_name"): p for p in details or []}
-    return all(pool in found and found[pool].get("size") == size
-               and "rbd" in found[pool].get("application_metadata", {}) for pool in catalog.CEPH_POOLS)
+    return all(pool in found and "rbd" in found[pool].get("application_metadata", {}) for pool in catalog.CEPH_POOLS) \
+        and all(p.get("size") == size for p in found.values())
 
 
 def pgs_active() -> tuple[bool, str]:

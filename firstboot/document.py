@@ -167,8 +167,11 @@ class Document:
 
     @property
     def ceph_monitors(self) -> list[Node]:
-        """Monitors run on the first storage nodes by name, at most catalog.MAX_CEPH_MONITORS."""
-        return sorted(self.storages, key=lambda n: n.name)[:catalog.MAX_CEPH_MONITORS]
+        """Monitors run on the first storage nodes by name: as many as the largest odd number the site's storage
+        nodes allow, up to catalog.MAX_CEPH_MONITORS (two monitors survive no more losses than one, and
+        each must answer for the other to work)."""
+        count = min(catalog.MAX_CEPH_MONITORS, len(self.storages))
+        return sorted(self.storages, key=lambda n: n.name)[:count - (count + 1) % 2] if count else []
 
     @property
     def ceph_pool_size(self) -> int:

@@ -11,6 +11,7 @@ Every claim, takeover, failure and completion is appended to a log table: who ra
 from __future__ import annotations
 
 import logging
+import subprocess
 import threading
 import time
 import uuid
@@ -42,6 +43,13 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.runonce (
   finished DOUBLE NULL,
   attempts INT NOT NULL DEFAULT 1,
   detail VARCHAR(1024) NULL
+) ENGINE=InnoDB;
+CREATE TABLE IF NOT EXISTS {SCHEMA}.node_versions (
+  node VARCHAR(64) NOT NULL,
+  package VARCHAR(64) NOT NULL,
+  version VARCHAR(255) NOT NULL,
+  at DOUBLE NOT NULL,
+  PRIMARY KEY (node, package)
 ) ENGINE=InnoDB;
 CREATE TABLE IF NOT EXISTS {SCHEMA}.runonce_log (
   id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
@@ -77,6 +85,40 @@ class Record:
 
 def ensure_schema() -> None:
     mysql.run_sql(DDL)
+
+
+def debian_version_at_least(version: str, other: str) -> bool:
+    try:
+        return subprocess.run(["dpkg", "--compare-versions", version, "ge", other], capture_output=True,
+                              timeout=30).returncode == 0
+    except FileNotFoundError:
+        return False
+
+
+def covers(recorded: str, installed: str) -> bool:
+    """A run recorded at version `recorded` covers a node with `installed`: the same version, or a later one
+    of the same package (a node still on an older image must not run a task again behind a newer one).
+    Versions are "PACKAGE DEBIAN-VERSION", or goldstack's own "goldstack:DIGEST", which only equality covers."""
+    if recorded == installed:
+        return True
+    package, _, newer = recorded.partition(" ")
+    other, _, older = installed.partition(" ")
+    return bool(newer and older) and package == other and debian_version_at_least(newer, older)
+
+
+def register_versions(node: str, versions: dict[str, str]) -> None:
+    """What this node runs (package -> "PACKAGE VERSION"), for the tasks that wait until every controller
+    runs a version (gates)."""
+    rows = ", ".join(f"({quote(node)}, {quote(package)}, {quote(version)}, {_NOW})" for package, version in
+                     sorted(versions.items()))
+    if rows:
+        mysql.run_sql(f"REPLACE INTO {SCHEMA}.node_versions (node, package, version, at) VALUES {rows};")
+
+
+def node_versions(package: str) -> dict[str, str]:
+    rows = mysql.run_sql(f"{_CAUSAL} SELECT node, version FROM {SCHEMA}.node_versions "
+                         f"WHERE package = {quote(package)};")
+    return {row[0]: row[1] for row in rows}
 
 
 # The columns _record() reads, in its order.
@@ -209,7 +251,7 @@ def ever_done(task: str) -> bool:
     return bool(rows) and rows[0][0] != "0"
 
 
-def run_once(task: str, owner: str, version: str, work: Callable[[], str | None],
+def run_once(task: str, owner: str, version: str, work: Callable[[bool], str | None],
              progress: Callable[[str], None] = lambda m: None, timeout: float = 3600,
              before_retry: Callable[[], None] | None = None) -> Outcome:
     """Run `work` once cluster-wide: claim the task, or wait for whoever holds it, or take it over.
@@ -217,7 +259,8 @@ def run_once(task: str, owner: str, version: str, work: Callable[[], str | None]
     `owner` is this node's name. A running record owned by this node with a token from an earlier run
     means that run died (the agent's run lock allows one run per node), so it is taken over at once.
     `before_retry` runs before `work` when an earlier attempt began and the task never finished, ever
-    (a first schema sync cut off half-way, say).
+    (a first schema sync cut off half-way, say). `work(upgrading)` is told whether the task finished
+    before, at some version: an upgrade then, not a first install.
     """
     started = time.monotonic()
     deadline = started + timeout
@@ -227,7 +270,7 @@ def run_once(task: str, owner: str, version: str, work: Callable[[], str | None]
         won = False
         if record is None:
             won = lease.claim()
-        elif record.state == "done" and record.version == version:
+        elif record.state == "done" and covers(record.version, version):
             return Outcome(task, False, record.owner, 0.0, time.monotonic() - started)
         elif record.state == "done":
             won = lease.take_over(record, f"package version changed from {record.version} to {version}")
@@ -240,10 +283,11 @@ def run_once(task: str, owner: str, version: str, work: Callable[[], str | None]
         else:
             progress(f"waiting for {record.owner}, which runs {task}")
         if won:
-            if record is not None and before_retry is not None and not ever_done(task):
+            upgrading = record is not None and ever_done(task)
+            if record is not None and before_retry is not None and not upgrading:
                 progress(f"{task}: an earlier attempt did not finish; cleaning up before retrying")
                 before_retry()
-            return _work(lease, work, progress, started)
+            return _work(lease, lambda upgrading=upgrading: work(upgrading), progress, started)
         if time.monotonic() > deadline:
             raise TimeoutError(f"run-once {task}: still not done after {timeout:.0f}s "
                                f"(held by {record.owner if record else 'nobody'})")

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from firstboot import catalog, keystone_api, mysql, proc, rabbitmq
+from firstboot import catalog, keystone_api, mysql, proc, rabbitmq, runonce
 from firstboot.document import Document
 from firstboot.render import api_url
 
@@ -37,11 +37,19 @@ class Task:
     # Its length in command starts, what the phase's longest chain is measured in: the number of its
     # commands, or more for one command that runs as long as several (neutron's upgrade).
     weight: int = 1
+    # Run instead of `action` when the task finished before, at an older version: an upgrade.
+    upgrade: Callable[[Document], str | None] | None = None
+    # An upgrade waits until this holds (every controller on the new version, say): (holds, why not).
+    # Until then the task is deferred, and the run that finds it holding does the work.
+    gate: Callable[[Document], tuple[bool, str]] | None = None
 
     def before_retry(self, doc: Document) -> Callable[[], None] | None:
         if not self.schema_of:
             return None
         return lambda: recreate_databases(doc, self.schema_of)
+
+    def run(self, doc: Document, upgrading: bool) -> str | None:
+        return (self.upgrade if upgrading and self.upgrade else self.action)(doc)
 
 
 def package_version(package: str) -> str:
@@ -96,8 +104,35 @@ def _chain(script: Script, commands: tuple[CommandOf, ...], env: Callable[[Docum
 
 def _chain_task(name: str, phase: str, package: str, script: Script, commands: tuple[CommandOf, ...],
                 after: tuple[str, ...] = (), schema_of: tuple[str, ...] = (),
-                env: Callable[[Document], dict[str, str]] | None = None) -> Task:
-    return Task(name, phase, package, _chain(script, commands, env), after, schema_of, weight=len(commands))
+                env: Callable[[Document], dict[str, str]] | None = None,
+                upgrade: tuple[CommandOf, ...] | None = None) -> Task:
+    return Task(name, phase, package, _chain(script, commands, env), after, schema_of, weight=len(commands),
+                upgrade=_chain(script, upgrade, env) if upgrade else None)
+
+
+def _nothing_on_first_install(what: str) -> Callable[[Document], str]:
+    return lambda doc: f"nothing to {what}: the first install's sync made the current schema"
+
+
+def every_controller_at(package: str) -> Callable[[Document], tuple[bool, str]]:
+    """Every controller runs this package at (at least) the version installed here."""
+    def gate(doc: Document) -> tuple[bool, str]:
+        installed = package_version(package)
+        known = runonce.node_versions(package)
+        behind = [c.name for c in doc.controllers
+                  if c.name not in known or not runonce.covers(known[c.name], installed)]
+        return not behind, f"waits until every controller runs {installed} (not yet: {', '.join(behind)})"
+    return gate
+
+
+def nova_services_current(doc: Document) -> tuple[bool, str]:
+    """Every nova service (compute nodes' too) reports the newest service version: no old one is left, which
+    nova's online data migrations wait for."""
+    rows = mysql.run_sql("SELECT COUNT(DISTINCT version), MIN(version), MAX(version) FROM nova.services "
+                         "WHERE deleted = 0;")
+    distinct, oldest, newest = rows[0] if rows else ("0", "", "")
+    return distinct in ("0", "1"), f"waits until every nova service runs service version {newest} " \
+                                   f"(oldest: {oldest})"
 
 
 def _db_host(doc: Document) -> str:
@@ -159,8 +194,16 @@ NOVA_MANAGE = Script("nova", "nova-manage", "nova.cmd.manage:main", ("nova.objec
 TASKS: tuple[Task, ...] = (
     Task("rabbitmq-users", MESSAGING, "rabbitmq-server", rabbitmq_users),
     Task("databases", DATABASE, _schema_version(), create_databases),
+    # A first install syncs the whole schema; an upgrade expands it and migrates the data while the older
+    # keystones still run, and contracts it once every controller runs the new one (keystone's rolling
+    # upgrade order).
     _chain_task("keystone-db", DATABASE, "keystone", KEYSTONE_MANAGE, (Command(("db_sync",)), keystone_bootstrap),
-                ("databases",), ("keystone",), env=keystone_bootstrap_env),
+                ("databases",), ("keystone",), env=keystone_bootstrap_env,
+                upgrade=(Command(("db_sync", "--expand")), Command(("db_sync", "--migrate")), keystone_bootstrap)),
+    # Weight 0: no command on a first install, so off the longest chain.
+    Task("keystone-db-contract", DATABASE, "keystone", _nothing_on_first_install("contract"), ("keystone-db",),
+         weight=0, upgrade=_chain(KEYSTONE_MANAGE, (Command(("db_sync", "--contract")),)),
+         gate=every_controller_at("keystone")),
     _chain_task("glance-db", DATABASE, "glance-common", GLANCE_MANAGE,
                 (Command(("db_sync",)), Command(("db_load_metadefs",))), ("databases",), ("glance",)),
     Task("placement-db-sync", DATABASE, "placement-common", _manage("placement", "placement-manage", "db", "sync"),
@@ -174,15 +217,18 @@ TASKS: tuple[Task, ...] = (
     # One command, but some 140 migrations of DDL, each waiting on Galera: it takes as long as nova's chain.
     Task("neutron-db-upgrade", DATABASE, "neutron-common",
          _manage("neutron", "neutron-db-manage", *_NEUTRON_CONF, "upgrade", "heads"), ("databases",), ("neutron",),
-         weight=4),
+         weight=4, upgrade=_manage("neutron", "neutron-db-manage", *_NEUTRON_CONF, "upgrade", "--expand")),
+    Task("neutron-db-contract", DATABASE, "neutron-common", _nothing_on_first_install("contract"),
+         ("neutron-db-upgrade",), weight=0, upgrade=_manage("neutron", "neutron-db-manage", *_NEUTRON_CONF, "upgrade",
+                                                  "--contract"), gate=every_controller_at("neutron-common")),
     Task("cinder-db-sync", DATABASE, "cinder-common", _manage("cinder", "cinder-manage", "db", "sync"),
          ("databases",), ("cinder",)),
     Task("keystone-catalog", CATALOG, "keystone", keystone_api.ensure_catalog),
-    # A fresh schema has nothing to migrate (exit 0); after a package upgrade this converts the rows. Data,
-    # not schema, and nova's services run while it does (as nova's upgrade guide has it): it runs with the
-    # catalog, off the schema syncs' longest chain.
+    # A fresh schema has nothing to migrate (exit 0); after a package upgrade this converts the rows, once no
+    # older nova service is left (nova's upgrade order). Data, not schema, and nova's services run while it
+    # does: it runs with the catalog, off the schema syncs' longest chain.
     Task("nova-online-migrations", CATALOG, "nova-common",
-         _manage("nova", "nova-manage", "db", "online_data_migrations"), ("nova-db",)),
+         _manage("nova", "nova-manage", "db", "online_data_migrations"), ("nova-db",), gate=nova_services_current),
 )
 TASKS_BY_NAME = {t.name: t for t in TASKS}
 

@@ -62,7 +62,7 @@ def test_a_new_compute_peer_changes_the_hosts_file_and_the_known_hosts(tmp_path,
     proc = changes(tmp_path, root, make_doc(inventory, "cmp1", site_secrets))
     assert proc.returncode == 0, proc.stderr
     found = json.loads(proc.stdout)
-    assert found["files"] == ["/etc/hosts", "/var/lib/nova/.ssh/known_hosts"]
+    assert found["files"] == ["/etc/hosts", "/etc/ssh/ssh_config.d/60-goldstack.conf", "/etc/ssh/ssh_known_hosts"]
     assert found["units"] == []  # nova's SSH client reads it at its next migration: nothing restarts
 
 

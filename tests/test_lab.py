@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 from compose.site import Lab, derive_inventory  # the lab command's own view of its containers
+from tests import day2, upgrade_image
 from tests.dockerlab import docker
 
 pytestmark = [pytest.mark.docker, pytest.mark.lab, pytest.mark.timeout(3000)]
@@ -32,6 +33,8 @@ LAB = [sys.executable, "-m", "compose.lab"]
 ARTIFACTS = TOP / "build" / "test-artifacts"
 KEEPALIVE_CONF = TOP / "elements/goldstack-agent/static/etc/sysctl.d/60-goldstack-tcp-keepalive.conf"
 NODES = {"ctl1", "ctl2", "ctl3", "cmp1", "sto1"}
+GROWN = {"cmp2": "compute", "sto2": "storage", "sto3": "storage"}
+NEXT_TAG = "test-next"
 
 
 # Asks keystone for a token with the OS_* variables of an openrc; prints the HTTP status.
@@ -101,6 +104,7 @@ def ha_lab(built_images):
     finally:
         keep_evidence(name)
         lab("--name", name, "destroy")
+        upgrade_image.remove(NEXT_TAG)
 
 
 def keep_evidence(name: str, moment: str = "end") -> None:
@@ -111,7 +115,7 @@ def keep_evidence(name: str, moment: str = "end") -> None:
     status = lab("--name", name, "status", "--json")
     (ARTIFACTS / f"lab-status-{moment}.json").write_text(status.stdout)
     print(status.stdout[-20000:])
-    for node in sorted(NODES):
+    for node in sorted(Lab(name).roles() if Lab(name).exists() else NODES):
         container = container_of(name, node)
         if container:
             journal = docker("exec", container, "journalctl", "--no-pager", "-o", "short-iso", check=False).stdout
@@ -168,16 +172,21 @@ def test_end_to_end_checks_pass(ha_lab, checked):
     assert again.returncode == 0, again.stdout[-3000:]
 
 
-def test_timeline_draws_every_node_step(ha_lab):
+def test_timeline_draws_every_node_step_and_each_run_of_the_killed_controller(ha_lab, checked):
     name, _, _ = ha_lab
+    victim = checked[1]["failover"]["data"]["victim"]
     out = ARTIFACTS / "lab-timeline.svg"
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     proc = lab("--name", name, "timeline", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     svg = out.read_text()
     assert svg.startswith("<svg") and svg.rstrip().endswith("</svg>")
-    for node, step in (("ctl3", "galera"), ("cmp1", "compute"), ("sto1", "ceph-osd"), ("ctl1", "image-store")):
-        assert f"{node}  {step}" in svg, (node, step)
+    for node, step in (("ctl3", "galera"), ("cmp1", "compute"), ("sto1", "ceph-osd"), ("ctl1", "image-store"),
+                       (victim, "galera")):
+        assert f"{node} #1  {step}" in svg, (node, step)
+    assert f"{victim} #2  galera" in svg  # its run after the restart, in a lane of its own
+    png = lab("--name", name, "timeline", "--out", str(ARTIFACTS / "lab-timeline.png"))
+    assert png.returncode == 0 and (ARTIFACTS / "lab-timeline.png").read_bytes()[:4] == b"\x89PNG", png.stderr
 
 
 def test_the_vip_answers_while_a_controller_is_killed_and_it_rejoins(ha_lab, checked):
@@ -205,6 +214,128 @@ def test_openrc_gives_a_token_through_the_vip(ha_lab):
 
 def container_of(name: str, node: str) -> str:
     return Lab(name).container(node) or ""
+
+
+@pytest.fixture(scope="module")
+def grown(ha_lab, checked):
+    """The lab grown by a compute node and two storage nodes (so Ceph goes from one monitor to three), as
+    `lab add` does it; each command's report, in order."""
+    name, _, _ = ha_lab
+    reports = []
+    for role in ("compute", "storage", "storage"):
+        proc = lab("--name", name, "add", role, "--json", timeout=1500)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-4000:]
+        reports.append(json.loads(proc.stdout))
+    return reports
+
+
+def test_the_lab_grows_by_a_compute_and_two_storage_nodes(ha_lab, grown):
+    name, _, _ = ha_lab
+    added = {row["node"]: row for report in grown for row in report["nodes"] if row.get("added")}
+    assert {n: r["role"] for n, r in added.items()} == GROWN
+    nodes = {n["node"]: n for n in status_of(name)["nodes"]}
+    assert all(nodes[n]["agent"] == "done" for n in GROWN), nodes
+    # The nodes already running learned the new ones by re-running their agents; the controllers restarted
+    # nothing for a new compute node.
+    first = {row["node"]: row for row in grown[0]["nodes"] if not row.get("added")}
+    assert set(first) == NODES and all(first[c]["restarted"] == [] for c in ("ctl1", "ctl2", "ctl3")), first
+    assert "/etc/hosts" in first["ctl1"]["files"]
+    ceph = day2.ceph_status(name)
+    assert sorted(ceph["quorum_names"]) == ["sto1", "sto2", "sto3"], ceph
+    assert (ceph["osdmap"]["num_osds"], ceph["osdmap"]["num_up_osds"]) == (3, 3), ceph
+    assert ceph["health"]["status"] == "HEALTH_OK", ceph["health"]
+    assert set(day2.pool_sizes(name).values()) == {3}
+
+
+def test_a_server_is_scheduled_onto_the_new_compute_node(ha_lab, grown):
+    name, _, _ = ha_lab
+    server = day2.boot_server(name, "goldstack-test-grown")
+    assert server["OS-EXT-SRV-ATTR:host"] == "cmp2", server
+
+
+def test_reconfigure_restarts_only_what_changed_and_no_request_fails(ha_lab, grown):
+    name, _, _ = ha_lab
+    probe = day2.probe(name)
+    proc = lab("--name", name, "reconfigure", "--set", "overrides.nova.DEFAULT.resume_guests_state_on_host_boot=true",
+               "--json", timeout=1500)
+    seen = probe.stop()
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-4000:]
+    assert seen["failed"] == 0 and seen["requests"] > 50, seen
+    rows = {row["node"]: row for row in json.loads(proc.stdout)["nodes"]}
+    nova = {"nova-api", "nova-api-metadata", "nova-conductor", "nova-novncproxy", "nova-scheduler"}
+    assert {n for n, r in rows.items() if r["role"] == "controller"} == {"ctl1", "ctl2", "ctl3"}
+    for row in rows.values():
+        assert row["files"] == ["/etc/nova/nova.conf"], row
+        assert set(row["restarted"]) == (nova if row["role"] == "controller" else {"nova-compute"}), row
+    assert not {"sto1", "sto2", "sto3"} & set(rows)  # their documents did not change
+    conf = docker("exec", container_of(name, "ctl2"), "grep", "resume_guests_state_on_host_boot", "/etc/nova/nova.conf")
+    assert "true" in conf.stdout
+
+
+def test_day2_commands_refuse_bad_input_and_change_nothing(ha_lab, grown, tmp_path):
+    name, _, _ = ha_lab
+    before = (Lab(name).inventory(), Lab(name).settings())
+    missing_tag = lab("--name", name, "roll", "--tag", "no-such-tag")
+    assert missing_tag.returncode == 2 and "no image goldstack/" in missing_tag.stderr, missing_tag.stderr
+    for field, edit in (("cluster", lambda inv: inv.update(cluster="another")),
+                        ("role", lambda inv: inv["nodes"][-1].update(role="compute"))):
+        inventory = Lab(name).inventory()
+        edit(inventory)
+        path = tmp_path / f"{field}.yaml"
+        path.write_text(yaml.safe_dump(inventory))
+        refused = lab("--name", name, "reconfigure", "--inventory", str(path))
+        assert refused.returncode == 2 and field in refused.stderr and "nothing was changed" in refused.stderr, \
+            refused.stderr
+    # A node itself refuses a document that would make it another node (exit 3, nothing written).
+    document = Lab(name).document_path("sto2").read_text().replace("role: storage", "role: compute", 1)
+    agent = subprocess.run(["docker", "exec", "-i", container_of(name, "sto2"), "goldstack-firstboot", "changes",
+                            "--document", "-"], input=document, capture_output=True, text=True)
+    assert agent.returncode == 3 and "node.role" in agent.stderr, agent.stderr
+    stopped = day2.stopped_lab()
+    try:
+        refused = lab("--name", stopped.name, "add", "compute")
+        assert refused.returncode == 2 and "not running" in refused.stderr, refused.stderr
+        assert stopped.inventory() == day2.stopped_inventory()
+    finally:
+        lab("--name", stopped.name, "destroy")
+    assert (Lab(name).inventory(), Lab(name).settings()) == before
+
+
+def test_roll_replaces_every_node_and_no_request_fails(ha_lab, grown):
+    name, _, _ = ha_lab
+    upgrade_image.build("test", NEXT_TAG)
+    io = day2.volume_io(name)
+    probe = day2.probe(name)
+    proc = lab("--name", name, "roll", "--tag", NEXT_TAG, "--json", timeout=2700)
+    seen = probe.stop()
+    written = io.stop()
+    keep_evidence(name, "roll")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    assert seen["failed"] == 0 and seen["requests"] > 200, seen
+    rows = {row["node"]: row for row in json.loads(proc.stdout)["nodes"]}
+    assert set(rows) == NODES | set(GROWN) and all(r["tag"] == NEXT_TAG for r in rows.values())
+    order = list(rows)
+    assert [Lab(name).roles()[n] for n in order] == ["controller"] * 3 + ["storage"] * 3 + ["compute"] * 2
+    migrated = {sid for n in ("cmp1", "cmp2") for sid in rows[n].get("migrated", [])}
+    check_server = day2.server(name, "goldstack-check-server")
+    assert check_server["id"] in migrated and check_server["status"] == "ACTIVE", (rows, check_server)
+    # Never stopped: every status the probe saw was ACTIVE or MIGRATING, and the guest still runs.
+    assert seen["servers"] >= 2 and seen["servers_interrupted"] == 0, seen
+    assert check_server["OS-EXT-STS:power_state"] in ("Running", 1), check_server
+    assert day2.console_answers(name, "goldstack-check-server")
+    # The volume attached to that server kept serving a librbd client through every storage node's
+    # replacement, and every block reads back as last written.
+    assert written["operations"] > 100 and not written["errors"] and written["final"].get("bad") == [], written
+    images = {n["node"]: n["image"] for n in status_of(name)["nodes"]}
+    assert all(image.endswith(f":{NEXT_TAG}") for image in images.values()), images
+    # The run-once tasks of the packages the new image brings ran again, each exactly once per version,
+    # contraction once every controller ran the new version.
+    history = day2.task_history(name)
+    done = [(h["task"], h["version"]) for h in history if h["event"] == "done"]
+    assert len(done) == len(set(done)), done
+    bumped = {task for task, version in done if version.endswith(upgrade_image.SUFFIX)}
+    assert {"keystone-db", "keystone-db-contract", "neutron-db-upgrade", "neutron-db-contract", "nova-db",
+            "nova-online-migrations"} <= bumped, bumped
 
 
 def test_down_keeps_volumes_and_up_brings_the_same_cloud_back(ha_lab):

@@ -28,10 +28,12 @@ def phase_of(monkeypatch):
         monkeypatch.setattr(tasks, "phase", lambda name: todo)
         monkeypatch.setattr(tasks, "package_version", lambda package: package)
         monkeypatch.setattr(runonce, "ensure_schema", lambda: None)
+        monkeypatch.setattr(runonce, "register_versions", lambda node, versions: None)
+        monkeypatch.setattr(runonce, "read", lambda task: None)
         monkeypatch.setattr(runonce_step, "ATTEMPTS", 1)  # a failed task fails the phase at once
 
         def run_once(task, owner, version, work, progress=None, timeout=0, before_retry=None):
-            work()
+            work(False)
             return runonce.Outcome(task, True, owner, 0.0, 0.0)
 
         monkeypatch.setattr(runonce, "run_once", run_once)
@@ -86,7 +88,7 @@ def test_a_task_never_starts_before_what_it_follows(phase_of):
 
 def test_the_database_phase_s_longest_chains_are_nova_s_and_neutron_s():
     todo = {t.name: t for t in tasks.phase(tasks.DATABASE)}
-    assert runonce_step.longest_chain(todo) == {"databases", "nova-db", "neutron-db-upgrade"}
+    assert runonce_step.longest_chain(todo) == {"databases", "nova-db", "neutron-db-upgrade", "neutron-db-contract"}
 
 
 def test_tasks_off_the_longest_chain_run_nicer(phase_of):
@@ -118,3 +120,23 @@ def test_a_task_of_several_commands_weighs_as_many():
     todo = {"a": tasks.Task("a", "test", "pkg", noop), "b": tasks.Task("b", "test", "pkg", noop, ("a",)),
             "c": tasks.Task("c", "test", "pkg", noop, weight=4)}
     assert runonce_step.longest_chain(todo) == {"c"}
+
+
+@pytest.mark.parametrize("recorded,installed,covered", [
+    ("keystone 2:27.0.0-1", "keystone 2:27.0.0-1", True),
+    ("keystone 2:27.0.0-1+goldstack1", "keystone 2:27.0.0-1", True),  # a newer node ran it: an older one skips
+    ("keystone 2:27.0.0-1", "keystone 2:27.0.0-1+goldstack1", False),  # the upgrade re-runs it
+    ("keystone 2:28.0.0-1", "keystone 2:27.9-1", True),
+    ("nova-common 2:31.0.0-1", "keystone 2:27.0.0-1", False),
+    ("goldstack:7ddb808e588b", "goldstack:0123456789ab", False),  # a digest: only the same one covers
+    ("goldstack:7ddb808e588b", "goldstack:7ddb808e588b", True),
+    ("keystone unknown", "keystone 2:27.0.0-1", False),
+])
+def test_a_recorded_run_covers_the_same_or_an_older_version_of_its_package(recorded, installed, covered):
+    assert runonce.covers(recorded, installed) is covered
+
+
+def test_an_upgrade_runs_the_upgrade_action_and_a_first_install_the_first_one():
+    task = tasks.TASKS_BY_NAME["keystone-db-contract"]
+    assert "nothing to contract" in task.run(None, upgrading=False)
+    assert task.upgrade is not None and task.gate is not None

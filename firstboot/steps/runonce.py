@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 
 from firstboot import catalog, graph, mysql, runonce, tasks
+from firstboot.document import Document
 from firstboot.logsetup import REDACT
 from firstboot.steps.base import Context, Step
 
@@ -54,13 +55,26 @@ def thread_nice(increment: int) -> Iterator[None]:
             os.setpriority(os.PRIO_PROCESS, tid, before)
 
 
-def phase_done(todo: dict[str, tasks.Task], versions: dict[str, str]) -> bool:
-    """Every task of the phase is recorded done with the package version installed here."""
+def deferred(task: tasks.Task, record: runonce.Record | None, installed: str, doc: Document) -> str | None:
+    """Why an upgrade of `task` waits (its gate does not hold yet), or None when it may run (or is done)."""
+    if task.gate is None or (record is not None and record.state == "done" and runonce.covers(record.version,
+                                                                                                installed)):
+        return None
+    if not runonce.ever_done(task.name):
+        return None  # a first install: nothing to wait for
+    holds, why = task.gate(doc)
+    return None if holds else why
+
+
+def phase_done(todo: dict[str, tasks.Task], versions: dict[str, str], doc: Document) -> bool:
+    """Every task of the phase is recorded done with the package version installed here (or a later one), or
+    is an upgrade that waits for its gate."""
     try:
         records = {r.task: r for r in runonce.read_all()}
+        return all((n in records and records[n].state == "done" and runonce.covers(records[n].version, versions[n]))
+                   or deferred(t, records.get(n), versions[n], doc) for n, t in todo.items())
     except mysql.MysqlError:
         return False
-    return all(n in records and records[n].state == "done" and records[n].version == versions[n] for n in todo)
 
 
 class PhaseRun:
@@ -81,12 +95,17 @@ class PhaseRun:
     def attempt(self, task: tasks.Task) -> runonce.Outcome:
         doc = self.ctx.doc
         with thread_nice(0 if task.name in self.critical else SLACK_NICE):
-            return runonce.run_once(task.name, doc.node.name, self.versions[task.name], lambda: task.action(doc),
+            return runonce.run_once(task.name, doc.node.name, self.versions[task.name],
+                                    lambda upgrading: task.run(doc, upgrading),
                                     progress=lambda m: self.note(task.name, m),
                                     timeout=doc.options["cluster_wait_seconds"], before_retry=task.before_retry(doc))
 
     def one(self, name: str) -> runonce.Outcome:
         task = self.todo[name]
+        waits = deferred(task, runonce.read(name), self.versions[name], self.ctx.doc)
+        if waits:
+            self.ctx.note(f"{name}: deferred: {waits}")
+            return runonce.Outcome(name, False, "(deferred)", 0.0, 0.0)
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 outcome = self.attempt(task)
@@ -119,9 +138,15 @@ def run_phase(ctx: Context, phase: str, check_only: bool = False) -> bool:
     independent tasks, and a task another controller runs only waits here."""
     todo = {t.name: t for t in tasks.phase(phase)}
     versions = {name: tasks.package_version(t.package) for name, t in todo.items()}
+    mine = {t.package: versions[n] for n, t in todo.items() if not t.package.startswith("goldstack:")}
     if check_only:
-        return phase_done(todo, versions)
+        # What this node runs is registered on every check: the last controller of an upgrade, finding its
+        # own tasks done, is the one that lets the tasks waiting for every controller run.
+        with suppress(mysql.MysqlError):
+            runonce.register_versions(ctx.doc.node.name, mine)
+        return phase_done(todo, versions, ctx.doc)
     runonce.ensure_schema()
+    runonce.register_versions(ctx.doc.node.name, mine)
     graph.run(list(todo), {n: t.after for n, t in todo.items()}, PhaseRun(ctx, todo, versions).one,
               label=f"runonce-{phase}")
     return True

@@ -1,0 +1,106 @@
+"""What the lab tests ask of a running lab on its day 2: the OpenStack client on a controller, Ceph's view
+from a storage node, the API probe and the volume client that watch a roll, a lab that exists but is down."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+from compose.probe import Probe
+from compose.site import Lab, derive_inventory
+from firstboot import catalog, seed
+from tests.dockerlab import docker
+from tests.volume_io import VolumeIO
+
+
+def _on(name: str, role: str) -> str:
+    """The container of the first running node of `role` (by name)."""
+    lab = Lab(name)
+    running = lab.running()
+    return next(running[n] for n, r in sorted(lab.roles().items()) if r == role and n in running)
+
+
+def openstack(name: str, *args: str) -> Any:
+    proc = docker("exec", _on(name, catalog.CONTROLLER), "sh", "-c",
+                  '. /root/admin-openrc && exec openstack "$@" -f json', "openstack", *args, check=False, timeout=300)
+    assert proc.returncode == 0, f"openstack {' '.join(args)}: {proc.stderr[-2000:]}"
+    return json.loads(proc.stdout)
+
+
+def server(name: str, server_name: str) -> dict[str, Any]:
+    return openstack(name, "server", "show", server_name)
+
+
+def boot_server(name: str, server_name: str, timeout: float = 600) -> dict[str, Any]:
+    """A server of the checks' image, flavor and network (made by `lab check`), ACTIVE."""
+    openstack(name, "server", "create", "--flavor", "m1.nano", "--image", "goldstack-check-image", "--network",
+              "goldstack-check-net", server_name)
+    deadline = time.monotonic() + timeout
+    while True:
+        shown = server(name, server_name)
+        if shown["status"] == "ACTIVE" or shown["status"] == "ERROR" or time.monotonic() > deadline:
+            assert shown["status"] == "ACTIVE", shown
+            return shown
+        time.sleep(2)
+
+
+def console_answers(name: str, server_name: str) -> bool:
+    """nova serves the server's console log (from the host it runs on now; after a live migration it
+    starts empty there, the guest having printed its line on the first host)."""
+    proc = docker("exec", _on(name, catalog.CONTROLLER), "sh", "-c",
+                  f". /root/admin-openrc && openstack console log show {server_name}", check=False, timeout=120)
+    return proc.returncode == 0
+
+
+def ceph_status(name: str) -> dict[str, Any]:
+    return json.loads(docker("exec", _on(name, catalog.STORAGE), "ceph", "status", "--format", "json").stdout)
+
+
+def pool_sizes(name: str) -> dict[str, int]:
+    pools = json.loads(docker("exec", _on(name, catalog.STORAGE), "ceph", "osd", "pool", "ls", "detail", "--format",
+                              "json").stdout)
+    return {p["pool_name"]: p["size"] for p in pools}
+
+
+def task_history(name: str) -> list[dict[str, Any]]:
+    out = docker("exec", _on(name, catalog.CONTROLLER), "goldstack-firstboot", "tasks", "--history", "--json").stdout
+    return json.loads(out)["history"]
+
+
+def admin_password(name: str) -> str:
+    secrets, _ = seed.load_secrets(Lab(name).secrets_file)
+    return str(secrets["keystone_admin"])
+
+
+def probe(name: str) -> Probe:
+    return Probe(Lab(name).inventory()["vip"], admin_password(name)).start()
+
+
+def volume_io(name: str) -> VolumeIO:
+    """The librbd client on the volume `lab check` attached to its server."""
+    lab = Lab(name)
+    volume = openstack(name, "volume", "show", "goldstack-check-volume")
+    secrets, _ = seed.load_secrets(lab.secrets_file)
+    storage = _on(name, catalog.STORAGE)
+    conf = docker("exec", storage, "cat", "/etc/ceph/ceph.conf").stdout
+    settings = lab.settings()
+    image = f"goldstack/storage:{settings['tag']}"
+    return VolumeIO(name, settings["management_prefix"], image, conf, str(secrets["ceph_admin_key"]), volume["id"])
+
+
+STOPPED_PREFIXES = ("10.199.250", "10.199.251")
+
+
+def stopped_inventory() -> dict[str, Any]:
+    return derive_inventory(1, *STOPPED_PREFIXES)
+
+
+def stopped_lab() -> Lab:
+    """A lab that exists (settings, inventory) and has never been started."""
+    lab = Lab(f"gs-stopped-{uuid.uuid4().hex[:6]}")
+    lab.save_settings({"controllers": 1, "tag": "test", "tags": {}, "management_prefix": STOPPED_PREFIXES[0],
+                       "provider_prefix": STOPPED_PREFIXES[1]})
+    lab.save_inventory(stopped_inventory())
+    return lab
