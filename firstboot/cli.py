@@ -234,6 +234,10 @@ def _agent_commands(add: AddCommand) -> None:
     p.add_argument("--virt-type", choices=("kvm", "qemu"), default="qemu", help="libvirt virt_type to assume")
     p.set_defaults(func=cmd_render)
 
+
+
+def _inspect_commands(add: AddCommand) -> None:
+    """What a node would do or did: a new document's changes, the steps, the state, the units."""
     p = add("changes", "show what a new node document would change here, without changing anything",
             "Validate a new document for this node, refuse it if it changes what the node is (cluster, name, "
             "role, Ceph cluster), and list the files a run would rewrite and the units it would restart. "
@@ -334,7 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "instead of / (for previews and tests)")
         return p
 
-    for commands in (_agent_commands, _site_commands, _cluster_commands):
+    for commands in (_agent_commands, _inspect_commands, _site_commands, _cluster_commands):
         commands(add)
     return parser
 
