@@ -220,7 +220,7 @@ COMMANDS = {
     "reconfigure": lifecycle_command("reconfigure", lambda op, a: reconfigure.reconfigure(op, a.set or [],
                                                                                          a.inventory)),
     "roll": lifecycle_command("roll", lambda op, a: roll.roll(op, a.tag, tuple(a.role or catalog.ROLES),
-                                                              a.allow_downtime)),
+                                                              a.allow_downtime, a.migrate_back)),
 }
 
 
@@ -270,6 +270,9 @@ def day2_parsers(sub: Any) -> None:
     rol.add_argument("--allow-downtime", action="store_true",
                      help="roll even where the cloud cannot keep serving (one controller, one storage node, or "
                      "servers with nowhere to migrate to)")
+    rol.add_argument("--migrate-back", action="store_true",
+                     help="live-migrate a compute node's servers back to it once it is replaced (default: they "
+                     "stay where they went)")
     for p in (add, rec, rol):
         p.add_argument("--json", action="store_true", help="the report as JSON (progress goes to stderr)")
         p.add_argument("--timeout", type=float, default=1800, help="seconds to wait for each node (default 1800)")

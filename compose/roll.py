@@ -1,7 +1,8 @@
 """`lab roll`: every node (or every node of a role) replaced by a container of a newly built image, with the
 same volumes, one at a time, each back in service before the next: the controllers first (the Galera writer
 and the VIP's holder last), then the storage nodes (Ceph's `noout` set), then the compute nodes (their
-servers live-migrated to another compute node first, and the node kept out of scheduling meanwhile)."""
+servers live-migrated to another compute node first, and back
+once it is replaced if asked, the node kept out of scheduling meanwhile)."""
 
 from __future__ import annotations
 
@@ -88,30 +89,36 @@ def replace(op: Operator, node: str, tag: str) -> float:
     return time.monotonic() - started
 
 
+def live_migrate(op: Operator, view: LabView, sid: str, off: str, to: str | None = None) -> None:
+    """Live-migrate server `sid` off compute node `off` (to `to`, or where the scheduler chooses) and wait
+    until it is ACTIVE again on another host."""
+    view.openstack("server", "migrate", "--live-migration", *(["--host", to] if to else []), sid, json_out=False)
+
+    def settled() -> dict[str, Any] | None:
+        shown = view.openstack("server", "show", sid)
+        if shown["status"] == "ERROR":
+            raise LabError(f"server {sid} went to ERROR while migrating off {off}: {shown.get('fault')}")
+        busy = shown.get("OS-EXT-STS:task_state") or shown["status"] != "ACTIVE"
+        return None if busy else shown
+
+    shown = wait_for(f"server {sid} live-migrated off {off}", settled, MIGRATION_SECONDS, 2)
+    if shown.get("OS-EXT-SRV-ATTR:host") == off or (to and shown.get("OS-EXT-SRV-ATTR:host") != to):
+        raise LabError(f"the live migration of server {sid} off {off} failed; it runs on "
+                       f"{shown.get('OS-EXT-SRV-ATTR:host')} (`openstack server migration list --server {sid}`; "
+                       f"nova-compute's log on {off})")
+
+
 def evacuate(op: Operator, view: LabView, node: str) -> list[str]:
     """Live-migrate every server off `node` (kept out of scheduling); the servers moved."""
     moved = []
     for server in servers_on(view, node):
-        sid = server["ID"]
-        op.say(f"{node}: live-migrating server {server['Name']} ({sid[:8]})")
-        view.openstack("server", "migrate", "--live-migration", sid, json_out=False)
-
-        def settled(sid: str = sid) -> dict[str, Any] | None:
-            shown = view.openstack("server", "show", sid)
-            if shown["status"] == "ERROR":
-                raise LabError(f"server {sid} went to ERROR while migrating off {node}: {shown.get('fault')}")
-            busy = shown.get("OS-EXT-STS:task_state") or shown["status"] != "ACTIVE"
-            return None if busy else shown
-
-        shown = wait_for(f"server {sid} live-migrated off {node}", settled, MIGRATION_SECONDS, 2)
-        if shown.get("OS-EXT-SRV-ATTR:host") == node:
-            raise LabError(f"the live migration of server {sid} off {node} failed; it still runs there "
-                           f"(`openstack server migration list --server {sid}`; nova-compute's log on {node})")
-        moved.append(sid)
+        op.say(f"{node}: live-migrating server {server['Name']} ({server['ID'][:8]})")
+        live_migrate(op, view, server["ID"], node)
+        moved.append(server["ID"])
     return moved
 
 
-def roll_compute(op: Operator, view: LabView, node: str, tag: str) -> dict[str, Any]:
+def roll_compute(op: Operator, view: LabView, node: str, tag: str, migrate_back: bool) -> dict[str, Any]:
     view.openstack("compute", "service", "set", "--disable", "--disable-reason", f"goldstack roll to {tag}", node,
                    catalog.NOVA_COMPUTE, json_out=False)
     try:
@@ -119,7 +126,14 @@ def roll_compute(op: Operator, view: LabView, node: str, tag: str) -> dict[str, 
         seconds = replace(op, node, tag)
     finally:
         view.openstack("compute", "service", "set", "--enable", node, catalog.NOVA_COMPUTE, json_out=False)
-    return {"replaced_s": round(seconds, 1), "migrated": moved}
+    back = []
+    if migrate_back:
+        for sid in moved:
+            shown = view.openstack("server", "show", sid)
+            op.say(f"{node}: live-migrating server {shown['name']} ({sid[:8]}) back")
+            live_migrate(op, view, sid, shown["OS-EXT-SRV-ATTR:host"], node)
+            back.append(sid)
+    return {"replaced_s": round(seconds, 1), "migrated": moved, "migrated_back": back}
 
 
 def finish_upgrade(op: Operator) -> None:
@@ -141,7 +155,8 @@ def runs_image(op: Operator, node: str, ref: str) -> bool:
     return running.returncode == 0 and running.stdout.strip() == wanted.stdout.strip() != ""
 
 
-def roll(op: Operator, tag: str | None, roles: tuple[str, ...], allow_downtime: bool = False) -> Report:
+def roll(op: Operator, tag: str | None, roles: tuple[str, ...], allow_downtime: bool = False,
+         migrate_back: bool = False) -> Report:
     lab = op.lab
     settings = lab.settings()
     tag = tag or settings["tag"]
@@ -157,7 +172,7 @@ def roll(op: Operator, tag: str | None, roles: tuple[str, ...], allow_downtime: 
         if kinds[node] == catalog.COMPUTE:
             # A client on the controllers as they are now: the ones it began on were replaced.
             with closing(lab.view("roll")) as view:
-                done = roll_compute(op, view, node, tag)
+                done = roll_compute(op, view, node, tag, migrate_back)
         else:
             with out_of_service(op, node, kinds[node]):
                 done = {"replaced_s": round(replace(op, node, tag), 1)}

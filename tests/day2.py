@@ -33,6 +33,11 @@ def server(name: str, server_name: str) -> dict[str, Any]:
     return openstack(name, "server", "show", server_name)
 
 
+def servers(name: str) -> list[dict[str, Any]]:
+    """Every project's servers, with the host each runs on."""
+    return openstack(name, "server", "list", "--all-projects", "--long")
+
+
 def boot_server(name: str, server_name: str, timeout: float = 600) -> dict[str, Any]:
     """A server of the checks' image, flavor and network (made by `lab check`), ACTIVE."""
     openstack(name, "server", "create", "--flavor", "m1.nano", "--image", "goldstack-check-image", "--network",

@@ -305,9 +305,10 @@ def test_day2_commands_refuse_bad_input_and_change_nothing(ha_lab, grown, tmp_pa
 def test_roll_replaces_every_node_and_no_request_fails(ha_lab, grown):
     name, _, _ = ha_lab
     upgrade_image.build("test", NEXT_TAG)
+    hosts_before = {s["ID"]: s["Host"] for s in day2.servers(name)}
     io = day2.volume_io(name)
     probe = day2.probe(name)
-    proc = lab("--name", name, "roll", "--tag", NEXT_TAG, "--json", timeout=2700)
+    proc = lab("--name", name, "roll", "--tag", NEXT_TAG, "--migrate-back", "--json", timeout=2700)
     seen = probe.stop()
     written = io.stop()
     keep_evidence(name, "roll")
@@ -320,6 +321,9 @@ def test_roll_replaces_every_node_and_no_request_fails(ha_lab, grown):
     migrated = {sid for n in ("cmp1", "cmp2") for sid in rows[n].get("migrated", [])}
     check_server = day2.server(name, "goldstack-check-server")
     assert check_server["id"] in migrated and check_server["status"] == "ACTIVE", (rows, check_server)
+    # --migrate-back: every server moved off a compute node went back to it once it was replaced.
+    assert all(rows[n]["migrated_back"] == rows[n]["migrated"] for n in ("cmp1", "cmp2")), rows
+    assert {s["ID"]: s["Host"] for s in day2.servers(name)} == hosts_before
     # Never stopped: every status the probe saw was ACTIVE or MIGRATING, and the guest still runs.
     assert seen["servers"] >= 2 and seen["servers_interrupted"] == 0, seen
     assert check_server["OS-EXT-STS:power_state"] in ("Running", 1), check_server
