@@ -1,8 +1,8 @@
 """`lab roll`: every node (or every node of a role) replaced by a container of a newly built image, with the
 same volumes, one at a time, each back in service before the next: the controllers first (the Galera writer
 and the VIP's holder last), then the storage nodes (Ceph's `noout` set), then the compute nodes (their
-servers live-migrated to another compute node first, and back
-once it is replaced if asked, the node kept out of scheduling meanwhile)."""
+servers live-migrated to another compute node first, and back once it is replaced if asked; the node kept out
+of scheduling meanwhile)."""
 
 from __future__ import annotations
 
@@ -89,7 +89,7 @@ def replace(op: Operator, node: str, tag: str) -> float:
     return time.monotonic() - started
 
 
-def live_migrate(op: Operator, view: LabView, sid: str, off: str, to: str | None = None) -> None:
+def live_migrate(view: LabView, sid: str, off: str, to: str | None = None) -> None:
     """Live-migrate server `sid` off compute node `off` (to `to`, or where the scheduler chooses) and wait
     until it is ACTIVE again on another host."""
     view.openstack("server", "migrate", "--live-migration", *(["--host", to] if to else []), sid, json_out=False)
@@ -113,7 +113,7 @@ def evacuate(op: Operator, view: LabView, node: str) -> list[str]:
     moved = []
     for server in servers_on(view, node):
         op.say(f"{node}: live-migrating server {server['Name']} ({server['ID'][:8]})")
-        live_migrate(op, view, server["ID"], node)
+        live_migrate(view, server["ID"], node)
         moved.append(server["ID"])
     return moved
 
@@ -131,7 +131,7 @@ def roll_compute(op: Operator, view: LabView, node: str, tag: str, migrate_back:
         for sid in moved:
             shown = view.openstack("server", "show", sid)
             op.say(f"{node}: live-migrating server {shown['name']} ({sid[:8]}) back")
-            live_migrate(op, view, sid, shown["OS-EXT-SRV-ATTR:host"], node)
+            live_migrate(view, sid, shown["OS-EXT-SRV-ATTR:host"], node)
             back.append(sid)
     return {"replaced_s": round(seconds, 1), "migrated": moved, "migrated_back": back}
 
