@@ -94,7 +94,17 @@ def compute_registered(doc: Document, since: float | None = None) -> tuple[bool,
         return False, f"nova-compute on {host} is not reported up yet"
     if not hypervisors:
         return False, f"hypervisor {host} is not listed yet (waiting for the schedulers' cell discovery)"
-    return True, f"nova-compute up, hypervisor {hypervisors[0].get('hypervisor_hostname')} listed"
+    # The schedulers pick hosts from placement's allocation candidates: a hypervisor may be listed before its
+    # nova-compute has reported its inventory there, and a server asked for meanwhile cannot land on it.
+    provider = hypervisors[0].get("id")  # from 2.53 the compute node's UUID, which names its resource provider
+    try:
+        inventory = get(doc, "nova", f"{api_url(doc, 'placement', '')}/resource_providers/{provider}/inventories"
+                        ).get("inventories", {})
+    except (requests.RequestException, ValueError):
+        inventory = {}
+    if not {"VCPU", "MEMORY_MB"} <= set(inventory):
+        return False, f"hypervisor {host} listed, its inventory not in placement yet"
+    return True, f"nova-compute up, hypervisor {hypervisors[0].get('hypervisor_hostname')} listed with its inventory"
 
 
 def volume_registered(doc: Document, backend: str, since: float | None = None) -> tuple[bool, str]:
