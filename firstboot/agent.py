@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from firstboot import document, facts, identity, secrets, sources
+from firstboot import document, facts, identity, sources
 from firstboot.errors import AgentLocked, FieldProblem, InvalidInput, UsageError
 from firstboot.files import under_root
 from firstboot.logsetup import REDACT
@@ -51,7 +51,7 @@ def run_lock(path: Path):
 def load_document(opts: RunOptions) -> tuple[sources.Found, document.Document]:
     found = sources.discover(opts.sources, opts.only_source)
     doc = document.load_text(found.text, f"{found.source} document ({found.where})")
-    REDACT.add(secrets.secret_strings(doc.secrets))
+    REDACT.add(doc.private_strings)
     return found, doc
 
 

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from firstboot import agent, document, errors, render, secrets, seed, sources
+from firstboot import agent, document, errors, render, seed, sources
 from firstboot.catalog import PORTS
 from firstboot.files import apply_files
 from firstboot.logsetup import REDACT, setup
@@ -98,7 +98,7 @@ def cmd_changes(args: argparse.Namespace) -> int:
     text = sys.stdin.read() if str(args.document) == "-" else _read(args.document)
     source = "document from standard input" if str(args.document) == "-" else str(args.document)
     doc = document.load_text(text, source)
-    REDACT.add(secrets.secret_strings(doc.secrets))
+    REDACT.add(doc.private_strings)
     found = changes.of(doc, args.root, StateStore(default_path(args.root, args.state)), source,
                        owners=not args.no_chown)
     if args.json:

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from firstboot import catalog
+from firstboot import catalog, tls
 from firstboot import secrets as secretspec
 from firstboot.addresses import hostport
 from firstboot.errors import FieldProblem, InvalidInput
@@ -122,10 +122,16 @@ class Document:
     options: dict[str, Any]
     overrides: dict[str, dict[str, dict[str, Any]]]
     fingerprint: str
+    tls: tls.NodeTls
 
     @property
     def role(self) -> str:
         return self.node.role
+
+    @property
+    def private_strings(self) -> set[str]:
+        """Every string of this document a log line or a state file must never show."""
+        return secretspec.secret_strings(self.secrets) | tls.pem_secrets(self.tls.key)
 
     @property
     def controllers(self) -> list[Node]:
@@ -355,8 +361,23 @@ def check_options(chk: Checker, raw: Any) -> dict[str, Any]:
     return options
 
 
+def tls_names(node: Node, vip: str | None, vip_hostname: str | None) -> set[str]:
+    """What a node's certificate must name: the node and its addresses; a controller's also the VIP (HAProxy
+    presents it there, and MariaDB behind the VIP's TCP proxy)."""
+    names = {node.name, *node.addresses.values()}
+    if node.role == catalog.CONTROLLER:
+        names |= {n for n in (vip, vip_hostname) if n}
+    return names
+
+
+def _check_tls(chk: Checker, raw: Any, me: Node | None, vip: str | None, vip_hostname: str | None) -> None:
+    names = tls_names(me, vip, vip_hostname) if me else set()
+    for path, message in tls.check_node(raw, names):
+        chk.add(path, message)
+
+
 def _check_secrets(chk: Checker, raw: Any, role: str | None) -> dict[str, Any]:
-    smap = chk.mapping(raw, "secrets", set(secretspec.SECRETS_BY_NAME))
+    smap = chk.mapping(raw, "secrets", {s.name for s in secretspec.SECRETS if s.roles})
     needed = {s.name for s in secretspec.needed_by(role)} if role else set()
     for name in sorted(needed - set(smap)):
         chk.add(f"secrets.{name}", f"is missing; a {role} needs it ({secretspec.SECRETS_BY_NAME[name].purpose})")
@@ -397,8 +418,8 @@ def validate(data: dict[str, Any], source: str = "document") -> Document:
     """Check everything, then build the Document; raise InvalidInput listing every problem."""
     chk = Checker()
     top = chk.mapping(data, "(document)", {"version", "cluster", "region", "node", "peers", "vip", "networks",
-                                           "secrets", "options", "overrides"},
-                      {"version", "cluster", "node", "peers", "vip", "secrets"})
+                                           "secrets", "options", "overrides", "tls"},
+                      {"version", "cluster", "node", "peers", "vip", "secrets", "tls"})
     if "version" in top and top["version"] != VERSION:
         chk.add("version", f"{top['version']!r} is not supported; this agent reads version {VERSION}")
     cluster = chk.string(top, "cluster", "(document)", NAME_PATTERN, "lower-case letters, digits and '-'")
@@ -426,6 +447,8 @@ def validate(data: dict[str, Any], source: str = "document") -> Document:
     secret_values = _check_secrets(chk, top["secrets"], role) if "secrets" in top else {}
     options = check_options(chk, top.get("options", {}))
     overrides = _check_overrides(chk, top.get("overrides", {}), role)
+    if "tls" in top:
+        _check_tls(chk, top["tls"], me, vip, vip_hostname)
 
     if chk.problems:
         raise InvalidInput(source, chk.problems)
@@ -433,7 +456,7 @@ def validate(data: dict[str, Any], source: str = "document") -> Document:
     canonical = json.dumps(data, sort_keys=True, default=str).encode()
     return Document(cluster=cluster, region=region, node=me, peers=peers, vip=vip, vip_hostname=vip_hostname,
                     networks=networks, secrets=secret_values, options=options, overrides=overrides,
-                    fingerprint=hashlib.sha256(canonical).hexdigest()[:16])
+                    fingerprint=hashlib.sha256(canonical).hexdigest()[:16], tls=tls.NodeTls(**top["tls"]))
 
 
 def load_text(text: str, source: str) -> Document:

@@ -59,7 +59,8 @@ def secrets_table() -> str:
     rows = ["| secret | kind | for | roles |", "|---|---|---|---|"]
     kinds = {id(secretspec.PASSWORD): "password", id(secretspec.FERNET): "Fernet keys",
              id(secretspec.COOKIE): "Erlang cookie", id(secretspec.CEPH_KEY): "CephX key", id(secretspec.UUID): "UUID",
-             id(secretspec.SSH_KEY): "SSH key (ed25519)"}
+             id(secretspec.SSH_KEY): "SSH key (ed25519)", id(secretspec.CA): "CA (ECDSA P-256)",
+             id(secretspec.NODE_CERTS): "certificates"}
     for s in secretspec.SECRETS:
         rows.append(f"| {s.name} | {kinds[id(s.kind)]} | {s.purpose} | {_roles(s.roles)} |")
     return "\n".join(rows)

@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from firstboot import sshkeys
+from firstboot import sshkeys, tls
 from firstboot.catalog import COMPUTE, CONTROLLER, ROLES, STORAGE
 
 ALL_ROLES = frozenset(ROLES)
@@ -119,6 +119,18 @@ def _check_uuid(value: object) -> str | None:
     return None
 
 
+def _check_site_ca(value: object) -> str | None:
+    problems = tls.check_ca(value, "site_ca")
+    return "; ".join(f"{f}: {m}" for f, m in problems) or None
+
+
+def _check_node_certificates(value: object) -> str | None:
+    if not isinstance(value, dict) or not all(isinstance(v, dict) and set(v) == {"cert", "key"}
+                                              for v in value.values()):
+        return "must be a mapping of node name: {cert, key} (PEM); delete it and re-run seed to issue new ones"
+    return None
+
+
 @dataclass(frozen=True)
 class SecretKind:
     generate: Callable[[], object]
@@ -131,6 +143,8 @@ COOKIE = SecretKind(_erlang_cookie, _check_cookie)
 CEPH_KEY = SecretKind(ceph_key, _check_ceph_key)
 UUID = SecretKind(_uuid, _check_uuid)
 SSH_KEY = SecretKind(lambda: sshkeys.generate("goldstack"), sshkeys.check)
+CA = SecretKind(lambda: tls.make_ca(uuid.uuid4().hex[:8]), _check_site_ca)
+NODE_CERTS = SecretKind(dict, _check_node_certificates)
 
 
 @dataclass(frozen=True)
@@ -180,6 +194,10 @@ SECRETS: tuple[SecretSpec, ...] = (
           "(live migration)"),
     _spec("compute_ssh_host_key", SSH_KEY, {COMPUTE}, "SSH host key of every compute node's sshd (known to its "
           "peers, so no host key is taken on trust)"),
+    # Never sent to a node: the CA signs each node's certificate in the seed generator, and the node pairs are
+    # kept so that re-running seed does not re-issue them (a node gets its own pair in its document's `tls`).
+    _spec("site_ca", CA, (), "the site's certificate authority (cert and key); stays with the seed generator"),
+    _spec("node_certificates", NODE_CERTS, (), "each node's certificate and key, issued by site_ca"),
 )
 SECRETS_BY_NAME = {s.name: s for s in SECRETS}
 
@@ -208,6 +226,9 @@ def secret_strings(values: dict[str, object]) -> set[str]:
     """Every string a log line must never show (list secrets contribute each item)."""
     found: set[str] = set()
     for value in values.values():
+        if isinstance(value, dict):
+            found |= secret_strings(value)
+            continue
         items = value if isinstance(value, list) else [value]
         found.update(str(v) for v in items if v not in (None, "") and len(str(v)) >= 6)
     return found

@@ -19,7 +19,7 @@ from typing import Any
 import pycdlib
 import yaml
 
-from firstboot import catalog, document
+from firstboot import catalog, document, tls
 from firstboot import secrets as secretspec
 from firstboot.document import Checker, parse_node
 from firstboot.errors import FieldProblem, InvalidInput
@@ -46,7 +46,7 @@ def load_inventory(path: Path) -> Inventory:
     data = document.parse_text(text, source)
     chk = Checker()
     top = chk.mapping(data, "(inventory)", {"cluster", "region", "vip", "networks", "options", "overrides",
-                                            "nodes"}, {"cluster", "vip", "nodes"})
+                                            "nodes", "tls"}, {"cluster", "vip", "nodes"})
     chk.string(top, "cluster", "(inventory)", document.NAME_PATTERN, "lower-case letters, digits and '-'")
     nodes_raw = top.get("nodes", [])
     entries = []
@@ -67,9 +67,50 @@ def load_inventory(path: Path) -> Inventory:
     document.check_options(chk, top.get("options", {}))
     known_targets = set().union(*(catalog.override_targets(r) for r in document.ROLES))
     chk.mapping(top.get("overrides", {}), "overrides", known_targets)
+    if "tls" in top:
+        top = {**top, "tls": _own_ca(chk, top["tls"], path.parent)}
     if chk.problems:
         raise InvalidInput(source, chk.problems)
     return Inventory(top, nodes_raw)
+
+
+def _own_ca(chk: Checker, raw: Any, base: Path) -> dict[str, str]:
+    """The inventory's `tls: {ca_cert: FILE, ca_key: FILE}`: the user's CA signs the node certificates instead of
+    the site CA the seed generator made (paths relative to the inventory)."""
+    tmap = chk.mapping(raw, "tls", {"ca_cert", "ca_key"}, {"ca_cert", "ca_key"})
+    pem: dict[str, str] = {}
+    for key, part in (("ca_cert", "cert"), ("ca_key", "key")):
+        if not isinstance(tmap.get(key), str):
+            continue
+        file = base / tmap[key]
+        try:
+            pem[part] = file.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            chk.add(f"tls.{key}", f"{file} cannot be read ({getattr(exc, 'strerror', None) or exc})")
+    if len(pem) == 2:
+        for field, message in tls.check_ca(pem, "tls"):
+            chk.add(field.replace("tls.cert", "tls.ca_cert").replace("tls.key", "tls.ca_key"), message)
+    return pem
+
+
+def site_ca(inv: Inventory, site_secrets: dict[str, Any]) -> dict[str, str]:
+    """The CA that signs this site's node certificates: the user's own, else the one the seed generator made."""
+    return inv.data.get("tls") or site_secrets["site_ca"]
+
+
+def node_pair(inv: Inventory, node: dict[str, Any], site_secrets: dict[str, Any]) -> tuple[dict[str, str], bool]:
+    """The node's certificate and key: the one kept from an earlier run while it is still right (same CA, same
+    names, not near its end), else a new one. Returns (pair, newly issued)."""
+    ca = site_ca(inv, site_secrets)
+    vip = inv.data["vip"]
+    vip_address, vip_host = (vip.get("address"), vip.get("hostname")) if isinstance(vip, dict) else (vip, None)
+    names = document.tls_names(document.Node(node["name"], node["role"], dict(node["addresses"])),
+                               vip_address, vip_host)
+    kept = site_secrets.setdefault("node_certificates", {})
+    if tls.still_good(kept.get(node["name"]), ca, names):
+        return kept[node["name"]], False
+    kept[node["name"]] = tls.issue(ca, node["name"], sorted(names))
+    return kept[node["name"]], True
 
 
 def load_secrets(path: Path) -> tuple[dict[str, Any], list[str]]:
@@ -115,6 +156,7 @@ def node_document(inv: Inventory, node: dict[str, Any], site_secrets: dict[str, 
         "peers": peers,
         "vip": inv.data["vip"],
         "secrets": {s.name: site_secrets[s.name] for s in secretspec.needed_by(role)},
+        "tls": {"ca": site_ca(inv, site_secrets)["cert"], **node_pair(inv, node, site_secrets)[0]},
     }
     for key in ("networks", "options"):
         if key in inv.data:
@@ -217,14 +259,17 @@ def generate(inventory: Path, out: Path, secrets_file: Path | None, formats: tup
                                                       f"{', '.join(FORMATS)}")])
     secrets_file = secrets_file or inventory.with_name(f"{inv.data['cluster']}.secrets.yaml")
     site_secrets, made_secrets = load_secrets(secrets_file)
+    issued = [node["name"] for node in inv.nodes if node_pair(inv, node, site_secrets)[1]]
     docs = {}
     for node in inv.nodes:
         doc = node_document(inv, node, site_secrets)
         document.validate(doc, f"document of {node['name']}")  # the agent would refuse it otherwise
         docs[node["name"]] = doc
-    if made_secrets:
+    if made_secrets or issued:
         save_secrets(secrets_file, site_secrets)
     progress(f"secrets: {secrets_file} ({'made ' + str(len(made_secrets)) if made_secrets else 'reused'})")
+    if issued:
+        progress(f"certificates issued by {'your CA' if 'tls' in inv.data else 'the site CA'}: {', '.join(issued)}")
     out.mkdir(parents=True, exist_ok=True)
     os.chmod(out, 0o700)
     scratch = Path(tempfile.mkdtemp(prefix=".seed-", dir=out))
