@@ -36,15 +36,21 @@ PORTS: dict[str, int] = {
     "galera-ist": 4568,
     "galera-sst": 4444,
     "galera-health": 9200,
-    "rabbitmq": 5672,
+    "rabbitmq": 5671,  # AMQP over TLS only
     "rabbitmq-dist": 25672,
-    "rabbitmq-management": 15672,
+    "rabbitmq-management": 15671,  # HTTPS only
     "memcached": 11211,
     "haproxy-stats": 8404,
     "ceph-mon": 3300,
     "ceph-mon-v1": 6789,
 }
 
+
+# The site's TLS material on a node (document `tls`): the CA and the node's certificate are public; each
+# service that presents the certificate reads its own copy of the key, owned by the service's user.
+TLS_CA = "/etc/ssl/goldstack/ca.pem"
+TLS_CERT = "/etc/ssl/goldstack/node.pem"
+TLS_KEYS: dict[str, str] = {"mariadb": "/etc/mysql/tls/node.key", "rabbitmq": "/etc/rabbitmq/tls/node.key"}
 
 # The Open vSwitch bridge of the provider (flat/VLAN) network; the network step creates it, the agent maps it.
 PROVIDER_BRIDGE = "br-provider"
@@ -204,6 +210,11 @@ SECRET = 0o640  # readable by the service's group only
 PRIVATE = 0o600
 
 CONFIG_FILES: tuple[ConfigFile, ...] = (
+    # --- TLS: every node trusts the site CA; a key copy changes (and restarts its service) with the certificate
+    _f(TLS_CA, "tls/pem.j2:ca", _ALL, "tls"),
+    _f(TLS_CERT, "tls/pem.j2:cert", _ALL, "tls"),
+    _f(TLS_KEYS["mariadb"], "tls/pem.j2:key", _C, "mariadb", "mysql", "mysql", PRIVATE),
+    _f(TLS_KEYS["rabbitmq"], "tls/pem.j2:key", _C, "rabbitmq", "rabbitmq", "rabbitmq", PRIVATE),
     # --- clustering and infrastructure (controllers)
     _f("/etc/mysql/mariadb.conf.d/99-goldstack.cnf", "mariadb/galera.cnf.j2", _C, "mariadb", "root", "mysql",
        SECRET, "galera"),

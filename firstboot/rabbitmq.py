@@ -28,9 +28,9 @@ def cluster_status(doc: Document, name: str | None = None) -> dict | None:
     shape of `rabbitmqctl cluster_status --formatter json`: {"running_nodes": [...], "disk_nodes": [...]}.
     None when it does not answer (not started yet, starting, or paused in a minority)."""
     address = doc.node.management if name is None else next(c.management for c in doc.controllers if c.name == name)
-    base, auth = _api(doc, address)
+    base, session = _api(doc, address)
     try:
-        response = requests.get(f"{base}/nodes", params={"columns": "name,running"}, auth=auth, timeout=5)
+        response = session.get(f"{base}/nodes", params={"columns": "name,running"}, timeout=5)
         if response.status_code != 200:
             return None
         nodes = response.json()
@@ -54,16 +54,18 @@ def rabbitmqctl(*args: str, timeout: float = 120) -> None:
     proc.run(["rabbitmqctl", *args], timeout=timeout)
 
 
-def _api(doc: Document, address: str | None = None) -> tuple[str, tuple[str, str]]:
+def _api(doc: Document, address: str | None = None) -> tuple[str, requests.Session]:
+    """The management API's base URL on a controller, and a session that logs in and verifies its certificate."""
     where = hostport(address or doc.node.management, catalog.PORTS["rabbitmq-management"])
-    return f"http://{where}/api", (ADMIN_USER, str(doc.secrets["rabbitmq_admin"]))
+    session = requests.Session()
+    session.auth = (ADMIN_USER, str(doc.secrets["rabbitmq_admin"]))
+    session.verify = catalog.TLS_CA
+    return f"https://{where}/api", session
 
 
 def ensure_users(doc: Document) -> str:
     """The OpenStack user with rights on the default vhost; guest removed if anything created it."""
-    base, auth = _api(doc)
-    session = requests.Session()
-    session.auth = auth
+    base, session = _api(doc)
     user = quote(catalog.RABBITMQ_USER, safe="")
     session.put(f"{base}/users/{user}", json={"password": str(doc.secrets[catalog.RABBITMQ_SECRET]), "tags": ""},
                 timeout=TIMEOUT).raise_for_status()
@@ -76,8 +78,8 @@ def ensure_users(doc: Document) -> str:
 
 
 def management_ready(doc: Document) -> bool:
-    base, auth = _api(doc)
+    base, session = _api(doc)
     try:
-        return requests.get(f"{base}/overview", auth=auth, timeout=5).status_code == 200
+        return session.get(f"{base}/overview", timeout=5).status_code == 200
     except requests.RequestException:
         return False

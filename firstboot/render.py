@@ -67,7 +67,8 @@ def db_url(doc: Document, database: str, user: str | None = None) -> str:
     user = user or database
     password = quote(str(doc.secrets[catalog.DATABASE_USERS[user].secret]), safe="")
     return (f"mysql+pymysql://{user}:{password}@{hostport(doc.vip, catalog.PORTS['mysql'])}/{database}"
-            f"?charset=utf8mb4&read_timeout={DB_IO_TIMEOUT_S}&write_timeout={DB_IO_TIMEOUT_S}")
+            f"?charset=utf8mb4&read_timeout={DB_IO_TIMEOUT_S}&write_timeout={DB_IO_TIMEOUT_S}"
+            f"&ssl_ca={quote(catalog.TLS_CA, safe='/')}")
 
 
 def transport_url(doc: Document) -> str:
@@ -123,6 +124,10 @@ def _services_context(doc: Document) -> dict[str, Any]:
     """How the services reach each other: URLs, credentials, the catalog's tables."""
     return {
         "secrets": doc.secrets,
+        "tls": {"ca": doc.tls.ca, "cert": doc.tls.cert, "key": doc.tls.key},
+        "tls_ca": catalog.TLS_CA,
+        "tls_cert": catalog.TLS_CERT,
+        "tls_keys": catalog.TLS_KEYS,
         "service_password": lambda user: doc.secrets[catalog.SERVICE_USERS[user]],
         "ssh_public_key": lambda secret, comment="": sshkeys.public_key(str(doc.secrets[secret]), comment),
         "ports": catalog.PORTS,

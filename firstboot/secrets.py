@@ -182,6 +182,8 @@ SECRETS: tuple[SecretSpec, ...] = (
     _spec("credential_keys", FERNET, _C, "keystone credential encryption keys"),
     _spec("metadata_proxy", PASSWORD, _C, "shared secret of nova metadata and the neutron proxy"),
     _spec("horizon_secret_key", PASSWORD, _C, "Django SECRET_KEY of horizon"),
+    _spec("memcache_secret_key", PASSWORD, ALL_ROLES, "keystonemiddleware's key that encrypts and signs the "
+          "token cache in memcached"),
     _spec("ceph_fsid", UUID, ALL_ROLES, "Ceph cluster fsid"),
     _spec("ceph_mon_key", CEPH_KEY, {STORAGE}, "Ceph mon. keyring"),
     _spec("ceph_admin_key", CEPH_KEY, {STORAGE}, "Ceph client.admin"),

@@ -146,8 +146,8 @@ def create_databases(doc: Document) -> str:
     sql = []
     for user, account in catalog.DATABASE_USERS.items():
         password = mysql.quote(doc.secrets[account.secret])
-        sql.append(f"CREATE USER IF NOT EXISTS {mysql.quote(user)}@{host} IDENTIFIED BY {password};")
-        sql.append(f"ALTER USER {mysql.quote(user)}@{host} IDENTIFIED BY {password};")
+        sql.append(f"CREATE USER IF NOT EXISTS {mysql.quote(user)}@{host} IDENTIFIED BY {password} REQUIRE SSL;")
+        sql.append(f"ALTER USER {mysql.quote(user)}@{host} IDENTIFIED BY {password} REQUIRE SSL;")
         for database in account.databases:
             sql.append(f"CREATE DATABASE IF NOT EXISTS `{database}` CHARACTER SET utf8mb4;")
             sql.append(f"GRANT ALL PRIVILEGES ON `{database}`.* TO {mysql.quote(user)}@{host};")
@@ -180,8 +180,8 @@ def rabbitmq_users(doc: Document) -> str:
 
 
 def _schema_version() -> str:
-    """The databases and their owners: a change re-runs the task that creates them."""
-    owned = sorted((user, account.databases) for user, account in catalog.DATABASE_USERS.items())
+    """The databases and their owners (who must connect over TLS): a change re-runs the task that creates them."""
+    owned = sorted((user, account.databases, "REQUIRE SSL") for user, account in catalog.DATABASE_USERS.items())
     return "goldstack:" + hashlib.sha256(repr(owned).encode()).hexdigest()[:12]
 
 

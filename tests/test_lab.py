@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 from compose.site import Lab, derive_inventory  # the lab command's own view of its containers
+from firstboot import tls
 from tests import day2, upgrade_image
 from tests.dockerlab import docker
 
@@ -210,6 +211,70 @@ def test_openrc_gives_a_token_through_the_vip(ha_lab):
                             f"cat > /tmp/openrc && . /tmp/openrc && python3 -c '{TOKEN_REQUEST}'"],
                            input=openrc.stdout, capture_output=True, text=True, timeout=60)
     assert token.returncode == 0 and token.stdout.strip() == "201", token.stderr
+
+
+# Run in a compute node, the password on stdin. MariaDB through the VIP as nova: a plain connection, one
+# verified against the site CA, one verified against a CA of nobody's. RabbitMQ on a controller: the plain
+# AMQP and management ports, AMQPS and HTTPS verified against the site CA.
+TLS_CLIENTS = """
+import json, socket, ssl, sys, urllib.error, urllib.request, pymysql
+vip, controller, password, stranger_ca = sys.stdin.read().split("\\n", 3)
+out = {}
+def connect(**ssl):
+    return pymysql.connect(host=vip, user="nova", password=password, database="nova", connect_timeout=10, **ssl)
+try:
+    connect()
+    out["plain"] = "connected"
+except pymysql.err.OperationalError as exc:
+    out["plain"] = exc.args[0]
+with connect(ssl={"ca": "/etc/ssl/goldstack/ca.pem"}) as conn, conn.cursor() as cur:
+    cur.execute("SHOW SESSION STATUS LIKE 'Ssl_version'")
+    out["tls"] = cur.fetchone()[1]
+open("/tmp/stranger-ca.pem", "w").write(stranger_ca)
+try:
+    connect(ssl={"ca": "/tmp/stranger-ca.pem"})
+    out["stranger"] = "connected"
+except pymysql.err.OperationalError as exc:
+    out["stranger"] = str(exc.args)
+site = ssl.create_default_context(cafile="/etc/ssl/goldstack/ca.pem")
+for port in (5672, 15672):
+    try:
+        socket.create_connection((controller, port), timeout=5).close()
+        out[f"plain-{port}"] = "open"
+    except OSError as exc:
+        out[f"plain-{port}"] = type(exc).__name__
+with socket.create_connection((controller, 5671), timeout=5) as raw:
+    with site.wrap_socket(raw, server_hostname=controller) as tls:
+        out["amqps"] = tls.version()
+try:
+    urllib.request.urlopen(f"https://{controller}:15671/api/overview", context=site, timeout=10)
+except urllib.error.HTTPError as exc:
+    out["management"] = exc.code
+print(json.dumps(out))
+"""
+
+
+def test_the_database_and_rabbitmq_take_only_tls_clients_and_galera_replicates_over_tls(ha_lab):
+    name, management, _ = ha_lab
+    secrets = yaml.safe_load((TOP / "build" / "lab" / name / "site.secrets.yaml").read_text())
+    stdin = f"{management}.10\n{management}.12\n{secrets['db_nova']}\n{tls.make_ca('stranger')['cert']}"
+    proc = subprocess.run(["docker", "exec", "-i", container_of(name, "cmp1"), "python3", "-c", TLS_CLIENTS],
+                          input=stdin, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout)
+    assert out["plain"] == 3159, out  # ER_SECURE_TRANSPORT_REQUIRED
+    assert out["tls"].startswith("TLSv1."), out
+    assert "CERTIFICATE_VERIFY_FAILED" in out["stranger"], out
+    assert out["plain-5672"] == out["plain-15672"] == "ConnectionRefusedError", out
+    assert out["amqps"] in ("TLSv1.3", "TLSv1.2") and out["management"] == 401, out
+    for node in ("ctl1", "ctl2", "ctl3"):
+        rows = docker("exec", container_of(name, node), "mariadb", "-N", "-B", "-e",
+                      "SHOW STATUS LIKE 'wsrep_cluster_size'; SHOW VARIABLES LIKE 'wsrep_provider_options'; "
+                      "SELECT DISTINCT ssl_type FROM mysql.user WHERE user IN "
+                      "('keystone','glance','placement','nova','neutron','cinder')").stdout
+        assert "wsrep_cluster_size\t3" in rows, (node, rows)
+        assert "socket.ssl = YES" in rows, (node, rows)
+        assert rows.rstrip().endswith("\nANY"), (node, rows)  # every service user: REQUIRE SSL
 
 
 def container_of(name: str, node: str) -> str:

@@ -55,7 +55,8 @@ def test_quorum_queues_and_every_controller_in_transport_url(doc_of):
     assert rabbit["rabbit_quorum_queue"] == "true" and rabbit["rabbit_transient_quorum_queue"] == "true"
     assert rabbit["use_queue_manager"] == "true"
     url = nova["DEFAULT"]["transport_url"]
-    assert all(f"@10.99.0.1{i}:5672" in url for i in (1, 2, 3))
+    assert all(f"@10.99.0.1{i}:5671" in url for i in (1, 2, 3))
+    assert (rabbit["ssl"], rabbit["ssl_ca_file"]) == ("true", catalog.TLS_CA)
     assert nova["libvirt"]["virt_type"] == "qemu"
 
 
@@ -237,6 +238,7 @@ def test_every_database_connection_gives_up_on_a_silent_server_and_retries_soon(
                    for section in ini(f).values() if section.get("connection", "").startswith("mysql")]
     for path, section in connections:
         assert limit in section["connection"], (path, section.name)
+        assert f"ssl_ca={catalog.TLS_CA}" in section["connection"], (path, section.name)  # verified TLS
         assert (section.get("max_retries"), section.get("retry_interval")) == ("-1", "1"), (path, section.name)
     assert len(connections) >= {"ctl1": 6, "cmp1": 0, "sto1": 1}[name], connections
 
@@ -250,3 +252,30 @@ def test_keepalived_waits_for_a_holder_only_with_peers(inventory, site_secrets):
     inventory["nodes"] = [n for n in inventory["nodes"] if n["name"] not in ("ctl2", "ctl3")]
     alone = tree_of(make_doc(inventory, "ctl1", site_secrets))["/etc/keepalived/keepalived.conf"].content.decode()
     assert "state MASTER" in alone and "nopreempt" not in alone and "unicast" not in alone
+
+
+@pytest.mark.parametrize("name", ["ctl1", "cmp1", "sto1"])
+def test_every_token_cache_is_encrypted_and_every_node_gets_the_site_ca(doc_of, name):
+    tree = tree_of(doc_of(name))
+    assert tree[catalog.TLS_CA].content.decode() == doc_of(name)["tls"]["ca"]
+    caches = [(path, ini(f)["keystone_authtoken"]) for path, f in tree.items()
+              if path.endswith(".conf") and b"[keystone_authtoken]" in f.content]
+    assert caches
+    for path, section in caches:
+        assert section["memcache_security_strategy"] == "ENCRYPT", path
+        assert len(section["memcache_secret_key"]) >= 32, path
+
+
+def test_mariadb_serves_and_replicates_only_over_tls(doc_of):
+    tree = tree_of(doc_of("ctl2"))
+    cnf = tree["/etc/mysql/mariadb.conf.d/99-goldstack.cnf"].content.decode()
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.read_string(cnf)
+    mysqld, galera = parser["mysqld"], parser["galera"]
+    assert mysqld["require_secure_transport"] == "ON"
+    assert (mysqld["ssl_ca"], mysqld["ssl_cert"]) == (catalog.TLS_CA, catalog.TLS_CERT)
+    key = tree[mysqld["ssl_key"]]
+    assert (key.owner, key.mode) == ("mysql", 0o600) and key.content.decode() == doc_of("ctl2")["tls"]["key"]
+    for option in ("socket.ssl_ca", "socket.ssl_cert", "socket.ssl_key"):
+        assert f"{option}=" in galera["wsrep_provider_options"], option
+    assert parser["sst"]["ssl-mode"] == "VERIFY_CA"
