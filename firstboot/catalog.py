@@ -42,7 +42,6 @@ PORTS: dict[str, int] = {
     "memcached": 11211,
     "haproxy-stats": 8404,
     "ceph-mon": 3300,
-    "ceph-mon-v1": 6789,
 }
 
 

@@ -45,7 +45,7 @@ def osd_uuid(doc: Document) -> str:
 
 
 def monmap_args(doc: Document) -> list[str]:
-    """monmaptool arguments naming every monitor with its v2 and v1 address (identical on every monitor)."""
+    """monmaptool arguments naming every monitor with its msgr2 address (identical on every monitor)."""
     args = []
     for mon in doc.ceph_monitors:
         args += ["--addv", mon.name, mon.ceph_mon_vector]

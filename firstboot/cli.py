@@ -114,7 +114,7 @@ def cmd_changes(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     state = StateStore(default_path(args.root, args.state))
-    print(as_json(state) if args.json else as_table(state))
+    print(as_json(state, args.root) if args.json else as_table(state, args.root))
     failed = state.data["agent"].get("status") == "failed"
     return errors.EXIT_STEP_FAILED if failed else errors.EXIT_OK
 

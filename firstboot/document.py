@@ -104,9 +104,9 @@ class Node:
 
     @property
     def ceph_mon_vector(self) -> str:
-        """This node's monitor addresses (v2 and v1) as monmaptool and ceph.conf's mon_host write them."""
-        v2, v1 = (hostport(self.ceph_address, catalog.PORTS[p]) for p in ("ceph-mon", "ceph-mon-v1"))
-        return f"[v2:{v2},v1:{v1}]"
+        """This node's monitor address as monmaptool and ceph.conf's mon_host write it: msgr2 only (the v1
+        protocol cannot encrypt)."""
+        return f"[v2:{hostport(self.ceph_address, catalog.PORTS['ceph-mon'])}]"
 
 
 @dataclass(frozen=True)

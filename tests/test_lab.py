@@ -277,6 +277,20 @@ def test_the_database_and_rabbitmq_take_only_tls_clients_and_galera_replicates_o
         assert rows.rstrip().endswith("\nANY"), (node, rows)  # every service user: REQUIRE SSL
 
 
+def test_ceph_speaks_only_msgr2_in_secure_mode(ha_lab):
+    name, _, _ = ha_lab
+    storage = container_of(name, "sto1")
+    monmap = docker("exec", storage, "ceph", "mon", "dump").stdout
+    addresses = [line.split()[1] for line in monmap.splitlines() if line[:1].isdigit()]
+    assert addresses and all(a.startswith("v2:") and ",v1:" not in a for a in addresses), monmap
+    for daemon in ("mon.sto1", "osd.0"):
+        for option in ("ms_cluster_mode", "ms_service_mode", "ms_client_mode"):
+            shown = docker("exec", storage, "ceph", "daemon", daemon, "config", "get", option).stdout
+            assert json.loads(shown)[option] == "secure", (daemon, option, shown)
+    listening = docker("exec", storage, "ss", "-Hltn").stdout
+    assert ":6789 " not in listening, listening  # msgr1, which cannot encrypt, is not bound
+
+
 def container_of(name: str, node: str) -> str:
     return Lab(name).container(node) or ""
 

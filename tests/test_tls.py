@@ -140,3 +140,24 @@ def test_node_certificates_outliving_their_renewal_window_are_kept():
     assert not tls.still_good(pair, ca, {"n1", "10.0.0.2"})
     assert not tls.still_good(pair, tls.make_ca("u"), {"n1", "10.0.0.1"})
     assert tls.days_left(pair["cert"]) > tls.NODE_DAYS - 1
+
+
+def test_status_warns_of_a_certificate_near_its_end(tmp_path, monkeypatch):
+    from firstboot import catalog, status
+    from firstboot.files import under_root
+    from firstboot.state import StateStore
+
+    state = StateStore(tmp_path / "state.json")
+    ca = tls.make_ca("t")
+    cert = under_root(tmp_path, catalog.TLS_CERT)
+    cert.parent.mkdir(parents=True)
+    cert.write_text(tls.issue(ca, "n1", ["n1"])["cert"])
+    assert "warning" not in status.as_table(state, tmp_path)
+    assert "certificate /etc/ssl/goldstack/node.pem: valid until" in status.as_table(state, tmp_path)
+    monkeypatch.setattr(tls, "NODE_DAYS", 12)
+    cert.write_text(tls.issue(ca, "n1", ["n1"])["cert"])
+    table = status.as_table(state, tmp_path)
+    assert "warning: certificate /etc/ssl/goldstack/node.pem" in table and "(12 days)" in table
+    assert "re-run seed" in table
+    report = yaml.safe_load(status.as_json(state, tmp_path))["certificate"]
+    assert report["renew"] is True and 11 < report["days_left"] <= 12
