@@ -115,14 +115,14 @@ case "$cmd" in
     ensure_venv
     ensure_docker
     ensure_debs docker-compose openssh-client
-    # The Horizon check drives a real browser.
-    case " $* " in *" check "*) ensure_debs chromium chromium-driver ;; esac
+    # The Horizon check drives a real browser, which trusts the site CA through an NSS database (certutil).
+    case " $* " in *" check "*) ensure_debs chromium chromium-driver libnss3-tools ;; esac
     exec "$VENV/bin/python" -m compose.lab "$@" ;;
   test)
     ensure_venv
     ensure_docker
     ensure_image_tools
-    ensure_debs docker-compose chromium chromium-driver openssh-client
+    ensure_debs docker-compose chromium chromium-driver libnss3-tools openssh-client tcpdump
     log "ruff check"
     "$VENV/bin/ruff" check .
     log "pytest"
@@ -131,7 +131,7 @@ case "$cmd" in
     ensure_venv
     ensure_docker
     ensure_image_tools
-    ensure_debs docker-compose chromium chromium-driver openssh-client
+    ensure_debs docker-compose chromium chromium-driver libnss3-tools openssh-client
     mkdir -p bench/results
     for b in bench/*.py; do
       name=$(basename "$b" .py)

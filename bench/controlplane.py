@@ -31,7 +31,8 @@ def _token_ok(lab: controlplane.Lab, password: str) -> bool:
         "name": "admin", "domain": {"id": "default"}, "password": password}}},
         "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}}
     try:
-        return requests.post(f"http://{lab.vip}:5000/v3/auth/tokens", json=body, timeout=10).status_code == 201
+        return requests.post(f"https://{lab.vip}:5000/v3/auth/tokens", json=body, timeout=10,
+                             verify=lab.ca_file).status_code == 201
     except requests.RequestException:
         return False
 

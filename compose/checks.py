@@ -9,6 +9,10 @@ raises CheckFailed.
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -165,18 +169,20 @@ def check_horizon(lab: LabView) -> tuple[str, dict]:
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--window-size=1280,900"):
         options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    home = Path(tempfile.mkdtemp(prefix="goldstack-browser-"))
+    trust_site_ca(home, lab.ca_file)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER, env={**os.environ, "HOME": str(home)}), options=options)
     shot = lab.artifacts / "horizon-overview.png"
     try:
         driver.set_page_load_timeout(120)
-        driver.get(f"http://{lab.vip}/horizon/auth/login/")
+        driver.get(f"https://{lab.vip}/horizon/auth/login/")
         wait = WebDriverWait(driver, 120)
         wait.until(expected_conditions.presence_of_element_located((By.ID, "id_username")))
         driver.find_element(By.ID, "id_username").send_keys("admin")
         driver.find_element(By.ID, "id_password").send_keys(lab.admin_password)
         driver.find_element(By.ID, "loginBtn").click()
         wait.until(lambda d: "/horizon/project/" in d.current_url or "/horizon/admin/" in d.current_url)
-        driver.get(f"http://{lab.vip}/horizon/project/")
+        driver.get(f"https://{lab.vip}/horizon/project/")
         wait.until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, ".page-header")))
         header = driver.find_element(By.CSS_SELECTOR, ".page-header").text.strip()
         lab.artifacts.mkdir(parents=True, exist_ok=True)
@@ -187,3 +193,19 @@ def check_horizon(lab: LabView) -> tuple[str, dict]:
             {"screenshot": str(shot), "title": driver.title}
     finally:
         driver.quit()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def trust_site_ca(home: Path, ca_file: Path | None) -> None:
+    """An NSS database under HOME holding the site CA: Chromium there verifies Horizon's certificate with it
+    (and with nothing looser)."""
+    if ca_file is None or not ca_file.exists():
+        raise CheckFailed("the lab's CA certificate is missing (build/lab/NAME/ca.pem); run `lab up` again")
+    if not shutil.which("certutil"):
+        raise CheckFailed("certutil is not installed (apt-get install libnss3-tools)")
+    db = home / ".pki" / "nssdb"
+    db.mkdir(parents=True)
+    for args in (["-N", "--empty-password"], ["-A", "-n", "goldstack-site-ca", "-t", "C,,", "-i", str(ca_file)]):
+        done = subprocess.run(["certutil", "-d", f"sql:{db}", *args], capture_output=True, text=True, timeout=60)
+        if done.returncode != 0:
+            raise CheckFailed(f"certutil {args[0]} failed: {done.stderr.strip()[-500:]}")

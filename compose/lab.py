@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -125,7 +127,9 @@ def cmd_openrc(lab: Lab, args: argparse.Namespace) -> int:
     proc = lab.exec(controller, "cat", "/root/admin-openrc")
     if proc.returncode != 0:
         raise LabError(f"{controller} has no /root/admin-openrc yet: its agent has not rendered the config")
-    sys.stdout.write(proc.stdout)
+    # The node's CA path is the controller's; a client on this host verifies with the lab's copy.
+    ca = f"export OS_CACERT={shlex.quote(str(lab.ca_file.resolve()))}"
+    sys.stdout.write(re.sub(r"(?m)^export OS_CACERT=.*$", lambda _: ca, proc.stdout))
     return 0
 
 

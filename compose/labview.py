@@ -38,6 +38,7 @@ class LabView:
     vip: str
     admin_password: str
     artifacts: Path
+    ca_file: Path | None = None  # the site CA on this host (the browser's and this host's clients' trust)
     compose: Callable[..., subprocess.CompletedProcess] | None = None  # runs a compose subcommand
     client: str = ""  # controller whose OpenStack client the checks use
     clients: osc.Clients = field(default_factory=osc.Clients)

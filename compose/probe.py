@@ -31,6 +31,7 @@ class Failure:
 class Probe:
     vip: str
     password: str
+    ca_file: str  # the site CA: every request verifies the VIP's certificate
     interval: float = INTERVAL
     requests: int = 0
     failures: list[Failure] = field(default_factory=list)
@@ -41,14 +42,14 @@ class Probe:
     _started: float = 0.0
 
     def url(self, api: str, path: str) -> str:
-        return f"http://{hostport(self.vip, catalog.PORTS[api])}{path}"
+        return f"https://{hostport(self.vip, catalog.PORTS[api])}{path}"
 
     def _send(self, name: str, method: str, url: str, headers: dict[str, str] | None = None,
               body: dict | None = None) -> requests.Response | None:
         self.requests += 1
         began = time.monotonic()
         try:
-            response = requests.request(method, url, timeout=TIMEOUT, json=body,
+            response = requests.request(method, url, timeout=TIMEOUT, json=body, verify=self.ca_file,
                                         headers={"Connection": "close", **(headers or {})})
         except requests.RequestException as error:
             self.failures.append(Failure(round(began - self._started, 1), name, f"{type(error).__name__}: {error}"))

@@ -21,6 +21,7 @@ import yaml
 
 from compose import composefile, labview
 from firstboot import seed
+from firstboot.files import atomic_write
 
 TOP = Path(__file__).resolve().parent.parent
 TEMPLATE = TOP / "compose" / "lab-inventory.yaml"
@@ -132,7 +133,15 @@ class Lab:
         """Every node's document from the inventory (secrets made once, then reused); nothing is delivered."""
         seeds = self.dir / "seeds"
         seed.generate(self.inventory_file, seeds, self.secrets_file, ("file",), progress=lambda m: None)
-        return {n["name"]: (seeds / n["name"] / "node.yaml").read_bytes() for n in self.nodes()}
+        documents = {n["name"]: (seeds / n["name"] / "node.yaml").read_bytes() for n in self.nodes()}
+        ca = yaml.safe_load(next(iter(documents.values())))["tls"]["ca"]
+        atomic_write(self.ca_file, ca.encode(), 0o644)
+        return documents
+
+    @property
+    def ca_file(self) -> Path:
+        """The site CA's certificate on this host: what a client here verifies the VIP's certificate with."""
+        return self.dir / "ca.pem"
 
     def changed_documents(self, documents: dict[str, bytes]) -> list[str]:
         """The nodes whose document differs from the one delivered to them."""
@@ -218,4 +227,5 @@ class Lab:
         secrets, _ = seed.load_secrets(self.secrets_file)
         return labview.LabView(nodes=self.roles(), containers=running, vip=self.inventory()["vip"],
                                admin_password=str(secrets["keystone_admin"]), artifacts=self.dir / "artifacts",
+                               ca_file=self.ca_file,
                                compose=lambda *a: self.compose(*a))

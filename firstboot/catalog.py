@@ -20,7 +20,8 @@ STATE_DIRS: dict[str, tuple[str, ...]] = {
     STORAGE: ("/var/lib/ceph", "/var/lib/goldstack"),
 }
 
-# TCP ports. API services bind the node's management address; HAProxy binds the same port on the VIP.
+# TCP ports. An API serves plain HTTP on loopback only; HAProxy on each controller serves it over TLS on the
+# node's management address (the VIP's backends) and on the VIP (the catalog's endpoints), both on this port.
 PORTS: dict[str, int] = {
     "keystone": 5000,
     "glance": 9292,
@@ -30,7 +31,8 @@ PORTS: dict[str, int] = {
     "novncproxy": 6080,
     "neutron": 9696,
     "cinder": 8776,
-    "horizon": 80,
+    "horizon": 443,
+    "horizon-local": 80,  # Apache on loopback, behind HAProxy's TLS
     "mysql": 3306,
     "galera": 4567,
     "galera-ist": 4568,
@@ -38,6 +40,7 @@ PORTS: dict[str, int] = {
     "galera-health": 9200,
     "rabbitmq": 5671,  # AMQP over TLS only
     "rabbitmq-dist": 25672,
+    "epmd": 4369,
     "rabbitmq-management": 15671,  # HTTPS only
     "memcached": 11211,
     "haproxy-stats": 8404,
@@ -49,7 +52,11 @@ PORTS: dict[str, int] = {
 # service that presents the certificate reads its own copy of the key, owned by the service's user.
 TLS_CA = "/etc/ssl/goldstack/ca.pem"
 TLS_CERT = "/etc/ssl/goldstack/node.pem"
-TLS_KEYS: dict[str, str] = {"mariadb": "/etc/mysql/tls/node.key", "rabbitmq": "/etc/rabbitmq/tls/node.key"}
+TLS_KEYS: dict[str, str] = {"mariadb": "/etc/mysql/tls/node.key", "rabbitmq": "/etc/rabbitmq/tls/node.key",
+                            "haproxy": "/etc/haproxy/tls/node.pem"}  # HAProxy's: certificate and key in one file
+
+# Where every API serves plain HTTP: this node only. HAProxy's TLS front on the management address forwards there.
+API_LOOPBACK = "127.0.0.1"
 
 # The Open vSwitch bridge of the provider (flat/VLAN) network; the network step creates it, the agent maps it.
 PROVIDER_BRIDGE = "br-provider"
@@ -66,6 +73,11 @@ class Api:
     check_path: str
     catalog_type: str | None  # keystone catalog service type; None = not in the catalog
     url_suffix: str = ""
+    local: str = ""  # key of PORTS where the service itself listens on loopback; empty = its own port
+
+    @property
+    def local_port(self) -> int:
+        return PORTS[self.local or self.name]
 
 
 APIS: tuple[Api, ...] = (
@@ -77,7 +89,7 @@ APIS: tuple[Api, ...] = (
     Api("novncproxy", "/vnc_lite.html", None),
     Api("neutron", "/", "network"),
     Api("cinder", "/", "volumev3", "/v3/%(project_id)s"),
-    Api("horizon", "/horizon/auth/login/", None),
+    Api("horizon", "/horizon/auth/login/", None, local="horizon-local"),
 )
 
 
@@ -176,6 +188,65 @@ UWSGI_APIS: dict[str, UwsgiApi] = {
 }
 
 
+@dataclass(frozen=True)
+class Listener:
+    """A socket a node of `roles` listens on: on which of its addresses, which ports (an inclusive range), by
+    which program (the name `ss` shows, at most 15 characters). Anything else listening is a fault."""
+
+    roles: frozenset[str]
+    on: str  # "management", "vip", "loopback" or "ceph" (the storage address, else management)
+    ports: tuple[int, int]
+    program: str
+    protocol: str = "tcp"
+    always: bool = True  # False: only while something happens (a state transfer, a guest's console)
+
+
+def _listen(roles: set[str], on: str, port: str | tuple[int, int], program: str, protocol: str = "tcp",
+            always: bool = True) -> Listener:
+    ports = (PORTS[port], PORTS[port]) if isinstance(port, str) else port
+    return Listener(frozenset(roles), on, ports, program, protocol, always)
+
+
+_UWSGI = "uwsgi_python3"
+LISTENERS: tuple[Listener, ...] = (
+    # HAProxy: every API over TLS on the VIP and on the node's own address, and MariaDB's writer on the VIP.
+    *(_listen({CONTROLLER}, on, a.name, "haproxy") for a in APIS for on in ("vip", "management")),
+    _listen({CONTROLLER}, "vip", "mysql", "haproxy"),
+    _listen({CONTROLLER}, "management", "haproxy-stats", "haproxy"),
+    # The API servers behind it, plain HTTP on loopback.
+    *(_listen({CONTROLLER}, "loopback", name, _UWSGI) for name in UWSGI_APIS),
+    _listen({CONTROLLER}, "loopback", "glance", "glance-api"),
+    _listen({CONTROLLER}, "loopback", "novncproxy", "nova-novncproxy"),
+    _listen({CONTROLLER}, "loopback", "horizon-local", "apache2"),
+    # Clustering and infrastructure.
+    _listen({CONTROLLER}, "management", "mysql", "mariadbd"),
+    _listen({CONTROLLER}, "management", "galera", "mariadbd"),
+    _listen({CONTROLLER}, "management", "galera-ist", "mariadbd", always=False),
+    _listen({CONTROLLER}, "management", "galera-sst", "socat", always=False),
+    _listen({CONTROLLER}, "management", "galera-health", "python3"),
+    _listen({CONTROLLER}, "management", "rabbitmq", "beam.smp"),
+    _listen({CONTROLLER}, "management", "rabbitmq-dist", "beam.smp"),
+    _listen({CONTROLLER}, "management", "rabbitmq-management", "beam.smp"),
+    _listen({CONTROLLER}, "management", "epmd", "epmd"),
+    _listen({CONTROLLER}, "loopback", "epmd", "epmd"),
+    _listen({CONTROLLER}, "management", "memcached", "memcached"),
+    # Open vSwitch's database and the OVS agent's OpenFlow controller, for local clients only.
+    _listen({CONTROLLER, COMPUTE}, "loopback", (6640, 6640), "ovsdb-server"),
+    _listen({CONTROLLER, COMPUTE}, "loopback", (6633, 6633), "neutron-openvsw"),
+    # Compute: sshd for the peers' live migrations, the guests' VNC consoles and incoming migrations.
+    _listen({COMPUTE}, "management", (22, 22), "sshd"),
+    _listen({COMPUTE}, "management", (5900, 6899), "qemu-system-x86", always=False),
+    _listen({COMPUTE}, "management", (49152, 49215), "qemu-system-x86", always=False),
+    # Ceph's monitor (msgr2 only) and its manager and OSDs.
+    _listen({STORAGE}, "ceph", "ceph-mon", "ceph-mon"),
+    _listen({STORAGE}, "ceph", (6800, 7300), "ceph-mgr"),
+    _listen({STORAGE}, "ceph", (6800, 7300), "ceph-osd"),
+    # Time: controllers serve it to the other nodes when no upstream server is given; chronyc's local port.
+    _listen({CONTROLLER}, "management", (123, 123), "chronyd", "udp", always=False),
+    _listen({CONTROLLER, COMPUTE, STORAGE}, "loopback", (323, 323), "chronyd", "udp", always=False),
+)
+
+
 # Features of a site that decide whether a file is rendered (firstboot.document.Document.features).
 CEPH, RBD_VOLUMES, LVM_VOLUMES = "ceph", "rbd-volumes", "lvm-volumes"
 MAX_CEPH_MONITORS = 3  # an odd quorum that survives one loss without slowing every map update down
@@ -214,6 +285,7 @@ CONFIG_FILES: tuple[ConfigFile, ...] = (
     _f(TLS_CERT, "tls/pem.j2:cert", _ALL, "tls"),
     _f(TLS_KEYS["mariadb"], "tls/pem.j2:key", _C, "mariadb", "mysql", "mysql", PRIVATE),
     _f(TLS_KEYS["rabbitmq"], "tls/pem.j2:key", _C, "rabbitmq", "rabbitmq", "rabbitmq", PRIVATE),
+    _f(TLS_KEYS["haproxy"], "tls/pem.j2:cert:key", _C, "haproxy", mode=PRIVATE),
     # --- clustering and infrastructure (controllers)
     _f("/etc/mysql/mariadb.conf.d/99-goldstack.cnf", "mariadb/galera.cnf.j2", _C, "mariadb", "root", "mysql",
        SECRET, "galera"),
@@ -221,6 +293,8 @@ CONFIG_FILES: tuple[ConfigFile, ...] = (
     _f("/etc/rabbitmq/rabbitmq.conf", "rabbitmq/rabbitmq.conf.j2", _C, "rabbitmq", "root", "rabbitmq", SECRET),
     _f("/etc/rabbitmq/enabled_plugins", "rabbitmq/enabled_plugins.j2", _C, "rabbitmq"),
     _f("/etc/rabbitmq/rabbitmq-env.conf", "rabbitmq/rabbitmq-env.conf.j2", _C, "rabbitmq"),
+    _f("/etc/rabbitmq/inter_node_tls.config", "rabbitmq/inter_node_tls.config.j2", _C, "rabbitmq"),
+    _f("/etc/systemd/system/epmd.socket.d/60-goldstack.conf", "rabbitmq/epmd.socket.j2", _C, "rabbitmq"),
     _f("/var/lib/rabbitmq/.erlang.cookie", "rabbitmq/erlang.cookie.j2", _C, "rabbitmq", "rabbitmq", "rabbitmq",
        0o400),
     _f("/etc/memcached.conf", "memcached/memcached.conf.j2", _C, "memcached"),

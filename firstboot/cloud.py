@@ -40,7 +40,7 @@ def get(doc: Document, user: str, url: str, headers: dict[str, str] | None = Non
         ) -> dict[str, Any]:
     """GET a JSON document as `user`; a token the cloud no longer accepts is dropped and a new one asked for."""
     for attempt in (1, 2):
-        response = requests.get(url, params=params, timeout=TIMEOUT,
+        response = requests.get(url, params=params, timeout=TIMEOUT, verify=catalog.TLS_CA,
                                 headers={"X-Auth-Token": session(doc, user).token, **(headers or {})})
         if response.status_code == 401 and attempt == 1:
             _SESSIONS.pop(_session_key(doc, user), None)
@@ -57,7 +57,8 @@ def control_plane_answers(doc: Document, user: str, apis: tuple[str, ...]) -> bo
         session(doc, user)
         for api in apis:
             check = catalog.api(api).check_path
-            if requests.get(api_url(doc, api, check), timeout=TIMEOUT, allow_redirects=False).status_code >= 400:
+            if requests.get(api_url(doc, api, check), timeout=TIMEOUT, allow_redirects=False,
+                            verify=catalog.TLS_CA).status_code >= 400:
                 return False
     except (requests.RequestException, KeyError):
         return False

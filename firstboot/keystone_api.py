@@ -1,4 +1,5 @@
-"""The few Keystone v3 calls the first boot needs, over HTTP: no CLI start-up cost per call.
+"""The few Keystone v3 calls the first boot needs, over HTTPS (the site CA verifies the certificate): no CLI
+start-up cost per call.
 
 Everything is create-if-missing (and passwords set), so a task killed half-way converges when retried.
 """
@@ -27,7 +28,7 @@ class Keystone:
         body = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
             "name": user, "domain": {"id": "default"}, "password": password}}},
             "scope": {"project": {"name": project, "domain": {"id": "default"}}}}}
-        response = requests.post(f"{self.url}/auth/tokens", json=body, timeout=TIMEOUT)
+        response = requests.post(f"{self.url}/auth/tokens", json=body, timeout=TIMEOUT, verify=catalog.TLS_CA)
         response.raise_for_status()
         self.token = response.headers["X-Subject-Token"]
         self.token_body = response.json()["token"]
@@ -37,7 +38,7 @@ class Keystone:
         for attempt in range(1, attempts + 1):
             try:
                 response = requests.request(method, f"{self.url}{path}", headers={"X-Auth-Token": self.token},
-                                            timeout=TIMEOUT, **kw)
+                                            timeout=TIMEOUT, verify=catalog.TLS_CA, **kw)
                 break
             except requests.ConnectionError:
                 if attempt == attempts:

@@ -58,8 +58,8 @@ DB_IO_TIMEOUT_S = 90
 
 
 def api_url(doc: Document, api: str, suffix: str = "", address: str | None = None) -> str:
-    """An API's URL through the VIP (what the catalog and every client use), or on one node's address."""
-    return f"http://{hostport(address or doc.vip, catalog.PORTS[api])}{suffix}"
+    """An API's URL through the VIP (what the catalog and every client use), or on one controller's TLS front."""
+    return f"https://{hostport(address or doc.vip, catalog.PORTS[api])}{suffix}"
 
 
 def db_url(doc: Document, database: str, user: str | None = None) -> str:
@@ -128,6 +128,7 @@ def _services_context(doc: Document) -> dict[str, Any]:
         "tls_ca": catalog.TLS_CA,
         "tls_cert": catalog.TLS_CERT,
         "tls_keys": catalog.TLS_KEYS,
+        "api_loopback": catalog.API_LOOPBACK,
         "service_password": lambda user: doc.secrets[catalog.SERVICE_USERS[user]],
         "ssh_public_key": lambda secret, comment="": sshkeys.public_key(str(doc.secrets[secret]), comment),
         "ports": catalog.PORTS,

@@ -50,6 +50,14 @@ class Lab:
     def vip(self) -> str:
         return f"{self.prefix}.10"
 
+    @property
+    def ca_file(self) -> str:
+        """The site CA (from a seed) in a file beside the seeds: what a client on this host verifies with."""
+        path = self.seeds.parent / "ca.pem"
+        if not path.exists():
+            path.write_text(yaml.safe_load((self.seeds / self.names[0] / "node.yaml").read_text())["tls"]["ca"])
+        return str(path)
+
     def start(self, name: str) -> None:
         container = self.containers.setdefault(name, f"{name}-{self.suffix}")
         dockerlab.remove(container)

@@ -80,7 +80,7 @@ def admin_password(name: str) -> str:
 
 
 def probe(name: str) -> Probe:
-    return Probe(Lab(name).inventory()["vip"], admin_password(name)).start()
+    return Probe(Lab(name).inventory()["vip"], admin_password(name), str(Lab(name).ca_file)).start()
 
 
 def volume_io(name: str) -> VolumeIO:

@@ -35,11 +35,11 @@ def admin_password(lab: Lab) -> str:
     return lab.exec("ctl1", "sh", "-c", ". /root/admin-openrc && printf %s \"$OS_PASSWORD\"").stdout
 
 
-def token(url: str, password: str) -> str:
+def token(url: str, password: str, ca_file: str) -> str:
     body = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
         "name": "admin", "domain": {"id": "default"}, "password": password}}},
         "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}}
-    response = requests.post(f"{url}/v3/auth/tokens", json=body, timeout=30)
+    response = requests.post(f"{url}/v3/auth/tokens", json=body, timeout=30, verify=ca_file)
     assert response.status_code == 201, response.text[:500]
     return response.headers["X-Subject-Token"]
 
@@ -81,7 +81,7 @@ def test_agent_killed_during_db_syncs_is_taken_over_and_nothing_runs_twice(built
         assert "takeover" in events, f"{killed} (held by {victim.owner} when killed): {events}"
         password = admin_password(lab)
         for name in NAMES:
-            token(f"http://{lab.ip(name)}:5000", password)
+            token(f"https://{lab.ip(name)}:5000", password, lab.ca_file)
 
 
 @pytest.mark.sequence
@@ -90,11 +90,11 @@ def test_three_controllers_started_together_form_one_control_plane(lab):
     assert_tasks_ran_once(lab, "ctl2")
     password = admin_password(lab)
     # A token from each controller, and through the VIP; all share the Fernet keys.
-    issued = {name: token(f"http://{lab.ip(name)}:5000", password) for name in NAMES}
-    issued["vip"] = token(f"http://{lab.vip}:5000", password)
+    issued = {name: token(f"https://{lab.ip(name)}:5000", password, lab.ca_file) for name in NAMES}
+    issued["vip"] = token(f"https://{lab.vip}:5000", password, lab.ca_file)
     for source, subject in issued.items():
         for name in NAMES:
-            check = requests.get(f"http://{lab.ip(name)}:5000/v3/auth/tokens", timeout=30,
+            check = requests.get(f"https://{lab.ip(name)}:5000/v3/auth/tokens", timeout=30, verify=lab.ca_file,
                                  headers={"X-Auth-Token": subject, "X-Subject-Token": subject})
             assert check.status_code == 200, f"token from {source} rejected by {name}: {check.text[:300]}"
     # The health endpoint HAProxy checks says Synced; HAProxy sees every Galera backend up.
@@ -104,8 +104,9 @@ def test_three_controllers_started_together_form_one_control_plane(lab):
     users = lab.exec("ctl1", "rabbitmqctl", "-q", "list_users").stdout
     assert "openstack" in users and "guest" not in users
     assert lab.exec("ctl1", "curl", "-s", "-m", "5", "http://127.0.0.1:15672/", check=False).returncode != 0
+    assert lab.exec("ctl1", "curl", "-s", "-m", "5", "http://127.0.0.1:15671/", check=False).returncode != 0
     # Every API is in the catalog, through the VIP.
-    catalog = requests.get(f"http://{lab.vip}:5000/v3/auth/catalog", timeout=30,
+    catalog = requests.get(f"https://{lab.vip}:5000/v3/auth/catalog", timeout=30, verify=lab.ca_file,
                            headers={"X-Auth-Token": issued["vip"]}).json()["catalog"]
     assert {"identity", "image", "placement", "compute", "network", "volumev3"} <= {s["type"] for s in catalog}
     for service in catalog:
@@ -141,7 +142,7 @@ def test_full_power_loss_recovers_without_an_operator(lab):
     assert_cluster_whole(lab)
     for name in NAMES:
         assert row_count(lab, name, "before-power-loss") == 60, f"rows lost on {name} (restart order {order})"
-    token(f"http://{lab.vip}:5000", admin_password(lab))
+    token(f"https://{lab.vip}:5000", admin_password(lab), lab.ca_file)
 
 
 @pytest.mark.sequence
@@ -172,7 +173,7 @@ def test_wiped_controller_rejoins_under_its_name(lab):
     lab.wait_agents(["ctl2"], timeout=900, since=since)
     assert_cluster_whole(lab)
     assert row_count(lab, "ctl2", "before-power-loss") == 60
-    token(f"http://{lab.ip('ctl2')}:5000", admin_password(lab))
+    token(f"https://{lab.ip('ctl2')}:5000", admin_password(lab), lab.ca_file)
 
 
 @pytest.mark.sequence
@@ -180,12 +181,13 @@ def test_compute_node_registers_and_is_discovered_without_an_operator(lab):
     since = time.time()
     lab.start("cmp1")
     lab.wait_agents(["cmp1"], timeout=900, since=since)
-    subject = token(f"http://{lab.vip}:5000", admin_password(lab))
+    subject = token(f"https://{lab.vip}:5000", admin_password(lab), lab.ca_file)
     headers = {"X-Auth-Token": subject, "OpenStack-API-Version": "compute 2.53"}
-    services = requests.get(f"http://{lab.vip}:8774/v2.1/os-services", headers=headers, timeout=30,
+    services = requests.get(f"https://{lab.vip}:8774/v2.1/os-services", headers=headers, timeout=30,
+                            verify=lab.ca_file,
                             params={"binary": "nova-compute"}).json()["services"]
     assert [(s["host"], s["state"]) for s in services] == [("cmp1", "up")], services
-    hypervisors = requests.get(f"http://{lab.vip}:8774/v2.1/os-hypervisors", headers=headers,
+    hypervisors = requests.get(f"https://{lab.vip}:8774/v2.1/os-hypervisors", headers=headers, verify=lab.ca_file,
                                timeout=30).json()["hypervisors"]
     assert [h["hypervisor_hostname"] for h in hypervisors] == ["cmp1"], hypervisors
     # Mapped into cell1 by the schedulers' periodic discovery: no discover_hosts was typed anywhere.

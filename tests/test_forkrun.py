@@ -104,6 +104,6 @@ def test_keystone_s_chain_bootstraps_at_the_vip_with_the_password_by_environment
     (argv, user, env), = seen
     commands = [c["argv"] for c in json.loads(argv[-1])["commands"]]
     assert user == "keystone" and commands[0] == ["db_sync"] and commands[1][0] == "bootstrap"
-    assert f"http://{doc.vip}:5000/v3" in commands[1]
+    assert f"https://{doc.vip}:5000/v3" in commands[1]
     assert env["OS_BOOTSTRAP_PASSWORD"] == str(doc.secrets["keystone_admin"])
     assert str(doc.secrets["keystone_admin"]) not in argv[-1]

@@ -14,17 +14,21 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import uuid
 from pathlib import Path
 
 import pytest
+import requests
 import yaml
 
 from compose.site import Lab, derive_inventory  # the lab command's own view of its containers
-from firstboot import tls
+from firstboot import catalog, document, listening, tls
+from firstboot import secrets as secretspec
 from tests import day2, upgrade_image
 from tests.dockerlab import docker
 
@@ -38,14 +42,16 @@ GROWN = {"cmp2": "compute", "sto2": "storage", "sto3": "storage"}
 NEXT_TAG = "test-next"
 
 
-# Asks keystone for a token with the OS_* variables of an openrc; prints the HTTP status.
+# Asks keystone for a token with the OS_* variables of an openrc, verifying its certificate against OS_CACERT;
+# prints the HTTP status.
 TOKEN_REQUEST = """
-import json, os, urllib.request
+import json, os, ssl, urllib.request
 user = {"name": os.environ["OS_USERNAME"], "domain": {"id": "default"}, "password": os.environ["OS_PASSWORD"]}
 body = json.dumps({"auth": {"identity": {"methods": ["password"], "password": {"user": user}}}}).encode()
 request = urllib.request.Request(os.environ["OS_AUTH_URL"] + "/auth/tokens", body,
                                  {"Content-Type": "application/json"})
-print(urllib.request.urlopen(request, timeout=30).status)
+site = ssl.create_default_context(cafile=os.environ["OS_CACERT"])
+print(urllib.request.urlopen(request, timeout=30, context=site).status)
 """
 
 
@@ -94,15 +100,35 @@ def test_lab_commands_refuse_bad_input_clearly():
     assert bad.returncode == 2 and "--controllers" in bad.stderr
 
 
+class Capture:
+    """tcpdump of the lab's management and provider networks, on every host interface (bridges and veths):
+    what anyone on those networks could read."""
+
+    def __init__(self, management: str, provider: str):
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        self.path = ARTIFACTS / "lab-wire.pcap"
+        self.proc = subprocess.Popen(["tcpdump", "-i", "any", "-s", "0", "-U", "-w", str(self.path),
+                                      f"net {management}.0/24 or net {provider}.0/24"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def stop(self) -> bytes:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            self.proc.wait(timeout=60)
+        return self.path.read_bytes() if self.path.exists() else b""
+
+
 @pytest.fixture(scope="module")
 def ha_lab(built_images):
     name = f"gs-lab-{uuid.uuid4().hex[:6]}"
     management, provider = free_prefixes()
+    capture = Capture(management, provider)
     try:
         up = lab("--name", name, "up", "--controllers", "3", "--tag", "test", "--no-build",
                  "--management-prefix", management, "--provider-prefix", provider, "--timeout", "1500")
-        yield name, management, up
+        yield name, management, up, capture
     finally:
+        capture.stop()
         keep_evidence(name)
         lab("--name", name, "destroy")
         upgrade_image.remove(NEXT_TAG)
@@ -136,7 +162,7 @@ def status_of(name: str) -> dict:
 
 
 def test_ha_lab_comes_up_with_every_agent_done(ha_lab):
-    name, _, up = ha_lab
+    name, _, up, _ = ha_lab
     assert up.returncode == 0, up.stdout[-6000:] + up.stderr[-3000:]
     assert "ready after" in up.stdout
     nodes = {n["node"]: n for n in status_of(name)["nodes"]}
@@ -150,7 +176,7 @@ def test_ha_lab_comes_up_with_every_agent_done(ha_lab):
 def checked(ha_lab):
     """All eight checks in one run, as a user runs them (`check --failover`): the server is built while the
     killed controller rejoins."""
-    name, _, _ = ha_lab
+    name, _, _, _ = ha_lab
     proc = lab("--name", name, "check", "--failover", "--json", timeout=2400)
     results = {r["name"]: r for r in json.loads(proc.stdout)["results"]}
     if not all(r["ok"] for r in results.values()):  # the journals now, before later tests restart the nodes
@@ -159,7 +185,7 @@ def checked(ha_lab):
 
 
 def test_end_to_end_checks_pass(ha_lab, checked):
-    name, _, _ = ha_lab
+    name, _, _, _ = ha_lab
     proc, results = checked
     failed = {n: r["detail"] for n, r in results.items() if not r["ok"]}
     assert proc.returncode == 0 and not failed, f"{failed}\n{proc.stderr[-3000:]}"
@@ -174,7 +200,7 @@ def test_end_to_end_checks_pass(ha_lab, checked):
 
 
 def test_timeline_draws_every_node_step_and_each_run_of_the_killed_controller(ha_lab, checked):
-    name, _, _ = ha_lab
+    name, _, _, _ = ha_lab
     victim = checked[1]["failover"]["data"]["victim"]
     out = ARTIFACTS / "lab-timeline.svg"
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -191,7 +217,7 @@ def test_timeline_draws_every_node_step_and_each_run_of_the_killed_controller(ha
 
 
 def test_the_vip_answers_while_a_controller_is_killed_and_it_rejoins(ha_lab, checked):
-    name, _, _ = ha_lab
+    name, _, _, _ = ha_lab
     _, results = checked
     result = results["failover"]
     assert result["ok"], result["detail"]
@@ -201,14 +227,18 @@ def test_the_vip_answers_while_a_controller_is_killed_and_it_rejoins(ha_lab, che
 
 
 def test_openrc_gives_a_token_through_the_vip(ha_lab):
-    name, management, _ = ha_lab
+    name, management, _, _ = ha_lab
     openrc = lab("--name", name, "openrc")
     assert openrc.returncode == 0, openrc.stderr
-    assert f"{management}.10" in openrc.stdout  # the VIP
+    assert f"https://{management}.10:5000/v3" in openrc.stdout  # the VIP, over TLS
+    ca_line = next(line for line in openrc.stdout.splitlines() if line.startswith("export OS_CACERT="))
+    assert Path(ca_line.split("=", 1)[1]).read_text() == Lab(name).ca_file.read_text()  # this host's copy
     container = container_of(name, "cmp1")
-    # From another node than the controller: the credentials and the VIP are all a client needs.
+    # From another node than the controller: the credentials, the VIP and the site CA (every node has it) are
+    # all a client needs.
     token = subprocess.run(["docker", "exec", "-i", container, "sh", "-c",
-                            f"cat > /tmp/openrc && . /tmp/openrc && python3 -c '{TOKEN_REQUEST}'"],
+                            "cat > /tmp/openrc && . /tmp/openrc && OS_CACERT=/etc/ssl/goldstack/ca.pem "
+                            f"python3 -c '{TOKEN_REQUEST}'"],
                            input=openrc.stdout, capture_output=True, text=True, timeout=60)
     assert token.returncode == 0 and token.stdout.strip() == "201", token.stderr
 
@@ -255,7 +285,7 @@ print(json.dumps(out))
 
 
 def test_the_database_and_rabbitmq_take_only_tls_clients_and_galera_replicates_over_tls(ha_lab):
-    name, management, _ = ha_lab
+    name, management, _, _ = ha_lab
     secrets = yaml.safe_load((TOP / "build" / "lab" / name / "site.secrets.yaml").read_text())
     stdin = f"{management}.10\n{management}.12\n{secrets['db_nova']}\n{tls.make_ca('stranger')['cert']}"
     proc = subprocess.run(["docker", "exec", "-i", container_of(name, "cmp1"), "python3", "-c", TLS_CLIENTS],
@@ -277,8 +307,23 @@ def test_the_database_and_rabbitmq_take_only_tls_clients_and_galera_replicates_o
         assert rows.rstrip().endswith("\nANY"), (node, rows)  # every service user: REQUIRE SSL
 
 
+def test_every_api_speaks_only_https_verified_by_the_site_ca(ha_lab):
+    name, management, _, _ = ha_lab
+    vip, ca = f"{management}.10", str(Lab(name).ca_file)
+    for api in catalog.APIS:
+        port = catalog.PORTS[api.name]
+        answer = requests.get(f"https://{vip}:{port}{api.check_path}", verify=ca, timeout=30, allow_redirects=False)
+        assert answer.status_code < 500, (api.name, answer.status_code)
+        with pytest.raises(requests.exceptions.SSLError):  # nobody's CA but the site's
+            requests.get(f"https://{vip}:{port}{api.check_path}", timeout=30)
+        with pytest.raises(requests.exceptions.ConnectionError):  # plain HTTP on the same port: refused
+            requests.get(f"http://{vip}:{port}{api.check_path}", timeout=30)
+    endpoints = day2.openstack(name, "endpoint", "list")
+    assert len(endpoints) >= 3 * 6 and all(e["URL"].startswith(f"https://{vip}:") for e in endpoints), endpoints
+
+
 def test_ceph_speaks_only_msgr2_in_secure_mode(ha_lab):
-    name, _, _ = ha_lab
+    name, _, _, _ = ha_lab
     storage = container_of(name, "sto1")
     monmap = docker("exec", storage, "ceph", "mon", "dump").stdout
     addresses = [line.split()[1] for line in monmap.splitlines() if line[:1].isdigit()]
@@ -291,6 +336,70 @@ def test_ceph_speaks_only_msgr2_in_secure_mode(ha_lab):
     assert ":6789 " not in listening, listening  # msgr1, which cannot encrypt, is not bound
 
 
+def test_each_node_listens_only_where_the_catalog_says(ha_lab):
+    """`ss` inside every node against catalog.LISTENERS: nothing on a wildcard or provider address, nothing
+    undeclared; every always-on listener present."""
+    name, _, _, _ = ha_lab
+    site = Lab(name)
+    problems = {}
+    for node_name in sorted(NODES):
+        doc = document.load_text(site.document_path(node_name).read_text(), node_name)
+        shown = docker("exec", container_of(name, node_name), "ss", "-Hltnup").stdout
+        unexpected, missing = listening.compare(doc.node, doc.vip, listening.parse_ss(shown))
+        if unexpected or missing:
+            problems[node_name] = {"undeclared": [str(s) for s in unexpected],
+                                   "missing": [f"{x.program} on {x.on} {x.ports}" for x in missing]}
+    assert not problems, json.dumps(problems, indent=1)
+
+
+AUTHENTICATED_PATHS = {"glance": "/v2/images", "placement": "/resource_providers", "nova": "/v2.1/servers",
+                       "neutron": "/v2.0/networks", "cinder": "/v3/volumes"}
+FERNET_TOKEN = re.compile(rb"gAAAAA[A-Za-z0-9_=-]{80,}")  # every keystone token (and Fernet ciphertext) starts so
+
+
+def wire_secrets(secrets: dict) -> dict[str, set[str]]:
+    """Each site secret's strings a capture must not hold: values, and every body line of every private key
+    (certificates are public: TLS 1.2 sends them in clear)."""
+    found: dict[str, set[str]] = {}
+    for key, value in secrets.items():
+        if key == "site_ca":
+            found[key] = tls.pem_secrets(value["key"])
+        elif key == "node_certificates":
+            for node, pair in value.items():
+                found[f"{key}.{node}"] = tls.pem_secrets(pair["key"])
+        else:
+            found[key] = secretspec.secret_strings({key: value})
+    return found
+
+
+def test_no_secret_and_no_token_crosses_the_wire(ha_lab, checked):
+    """The capture of the management and provider networks during `lab up`, `lab check` (a token, an image, a
+    volume, a server, Horizon's login in Chromium, a controller killed) and a token of this test's own used
+    against every API holds none of the site's secrets, no private key and no keystone token."""
+    name, management, _, capture = ha_lab
+    vip, ca = f"{management}.10", str(Lab(name).ca_file)
+    secrets = yaml.safe_load((TOP / "build" / "lab" / name / "site.secrets.yaml").read_text())
+    user = {"name": "admin", "domain": {"id": "default"}, "password": secrets["keystone_admin"]}
+    body = {"auth": {"identity": {"methods": ["password"], "password": {"user": user}},
+                     "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}}
+    issued = requests.post(f"https://{vip}:5000/v3/auth/tokens", json=body, verify=ca, timeout=30)
+    assert issued.status_code == 201, issued.text[:300]
+    token = issued.headers["X-Subject-Token"]
+    for api, path in AUTHENTICATED_PATHS.items():  # each service validates the token and caches the answer
+        answer = requests.get(f"https://{vip}:{catalog.PORTS[api]}{path}", verify=ca, timeout=30,
+                              headers={"X-Auth-Token": token})
+        assert answer.status_code == 200, (api, answer.status_code, answer.text[:300])
+    wire = capture.stop()
+    assert len(wire) > 1_000_000, f"the capture holds only {len(wire)} bytes"  # it did see the lab's traffic
+    leaked = sorted(key for key, strings in wire_secrets(secrets).items() if any(s.encode() in wire for s in strings))
+    assert not leaked, f"secrets in clear on the wire: {leaked} (capture: {capture.path})"
+    assert token.encode() not in wire
+    tokens = FERNET_TOKEN.findall(wire)
+    context = [wire[max(0, wire.find(t) - 120):wire.find(t)] for t in tokens[:3]]
+    assert not tokens, f"{len(tokens)} keystone tokens in clear, after: {context} (capture: {capture.path})"
+    capture.path.unlink()
+
+
 def container_of(name: str, node: str) -> str:
     return Lab(name).container(node) or ""
 
@@ -299,7 +408,7 @@ def container_of(name: str, node: str) -> str:
 def grown(ha_lab, checked):
     """The lab grown by a compute node and two storage nodes (so Ceph goes from one monitor to three), as
     `lab add` does it; each command's report, in order."""
-    name, _, _ = ha_lab
+    name, _, _, _ = ha_lab
     reports = []
     for role in ("compute", "storage", "storage"):
         proc = lab("--name", name, "add", role, "--json", timeout=1500)
@@ -309,7 +418,7 @@ def grown(ha_lab, checked):
 
 
 def test_the_lab_grows_by_a_compute_and_two_storage_nodes(ha_lab, grown):
-    name, _, _ = ha_lab
+    name, _, _, _ = ha_lab
     added = {row["node"]: row for report in grown for row in report["nodes"] if row.get("added")}
     assert {n: r["role"] for n, r in added.items()} == GROWN
     nodes = {n["node"]: n for n in status_of(name)["nodes"]}
@@ -327,13 +436,13 @@ def test_the_lab_grows_by_a_compute_and_two_storage_nodes(ha_lab, grown):
 
 
 def test_a_server_is_scheduled_onto_the_new_compute_node(ha_lab, grown):
-    name, _, _ = ha_lab
+    name, _, _, _ = ha_lab
     server = day2.boot_server(name, "goldstack-test-grown")
     assert server["OS-EXT-SRV-ATTR:host"] == "cmp2", server
 
 
 def test_reconfigure_restarts_only_what_changed_and_no_request_fails(ha_lab, grown):
-    name, _, _ = ha_lab
+    name, _, _, _ = ha_lab
     probe = day2.probe(name)
     proc = lab("--name", name, "reconfigure", "--set", "overrides.nova.DEFAULT.resume_guests_state_on_host_boot=true",
                "--json", timeout=1500)
@@ -352,7 +461,7 @@ def test_reconfigure_restarts_only_what_changed_and_no_request_fails(ha_lab, gro
 
 
 def test_day2_commands_refuse_bad_input_and_change_nothing(ha_lab, grown, tmp_path):
-    name, _, _ = ha_lab
+    name, _, _, _ = ha_lab
     before = (Lab(name).inventory(), Lab(name).settings())
     missing_tag = lab("--name", name, "roll", "--tag", "no-such-tag")
     assert missing_tag.returncode == 2 and "no image goldstack/" in missing_tag.stderr, missing_tag.stderr
@@ -382,7 +491,7 @@ def test_day2_commands_refuse_bad_input_and_change_nothing(ha_lab, grown, tmp_pa
 
 
 def test_roll_replaces_every_node_and_no_request_fails(ha_lab, grown):
-    name, _, _ = ha_lab
+    name, _, _, _ = ha_lab
     upgrade_image.build("test", NEXT_TAG)
     hosts_before = {s["ID"]: s["Host"] for s in day2.servers(name)}
     io = day2.volume_io(name)
@@ -423,7 +532,7 @@ def test_roll_replaces_every_node_and_no_request_fails(ha_lab, grown):
 
 
 def test_down_keeps_volumes_and_up_brings_the_same_cloud_back(ha_lab):
-    name, _, _ = ha_lab
+    name, _, _, _ = ha_lab
     down = lab("--name", name, "down")
     assert down.returncode == 0, down.stderr
     assert all(n["container"] == "absent" for n in status_of(name)["nodes"])

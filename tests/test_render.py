@@ -189,11 +189,20 @@ def test_haproxy_prefers_one_galera_writer(doc_of):
     galera = cfg.split("\nlisten galera\n")[1].split("\nlisten ")[0]
     assert "stick-table type ip size 1 nopurge" in galera and "stick on dst" in galera
     for api in catalog.APIS:
-        assert f"bind 10.99.0.10:{catalog.PORTS[api.name]}" in cfg
-    # A dead controller's servers go down on the first failed connection, not after three health checks.
-    listens = cfg.split("\nlisten ")[2:]  # after `stats`: galera and every API
-    assert len(listens) == len(catalog.APIS) + 1
+        port = catalog.PORTS[api.name]
+        # TLS on the VIP and on this node's front, which forwards to the service on loopback.
+        assert f"bind 10.99.0.10:{port} transparent ssl crt {catalog.TLS_KEYS['haproxy']}\n" in cfg
+        front = cfg.split(f"\nlisten {api.name}-local\n")[1].split("\nlisten ")[0]
+        assert f"bind 10.99.0.13:{port} ssl crt {catalog.TLS_KEYS['haproxy']}\n" in front
+        assert f"server local 127.0.0.1:{api.local_port}\n" in front
+    # A dead controller's servers go down on the first failed connection, not after three health checks; the
+    # VIP re-encrypts to each controller, its certificate checked against the site CA and its name.
+    listens = [b for b in cfg.split("\nlisten ")[2:] if not b.split("\n")[0].endswith("-local")]
+    assert len(listens) == len(catalog.APIS) + 1  # galera and every API
     assert all("observe layer4 error-limit 1 on-error mark-down" in block for block in listens)
+    for block in listens[1:]:
+        assert f"ssl verify required ca-file {catalog.TLS_CA}" in block
+        assert "server ctl2 10.99.0.12:" in block and " check verifyhost ctl2\n" in block
     assert "option redispatch 1\n" in cfg and "timeout connect 2s\n" in cfg
 
 
@@ -208,7 +217,8 @@ def test_database_and_token_cache_settings_for_openstack(doc_of):
 def test_horizon_settings_are_python(doc_of):
     text = tree_of(doc_of("ctl1"))["/etc/openstack-dashboard/local_settings.py"].content.decode()
     compile(text, "local_settings.py", "exec")
-    assert 'OPENSTACK_KEYSTONE_URL = "http://10.99.0.10:5000/v3"' in text
+    assert 'OPENSTACK_KEYSTONE_URL = "https://10.99.0.10:5000/v3"' in text
+    assert f'OPENSTACK_SSL_CACERT = "{catalog.TLS_CA}"' in text and "SESSION_COOKIE_SECURE = True" in text
 
 
 def test_render_cli_preview(doc_of, tmp_path):

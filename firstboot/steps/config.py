@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from firstboot import catalog, files, render
+from pathlib import Path
+
+from firstboot import catalog, files, proc, render
 from firstboot.steps.base import Context, Step
 
 
@@ -31,6 +33,8 @@ class ConfigStep(Step):
             files.ensure_dir(ctx.path(d.path), d.mode, ids)
         report = files.apply_files(self._tree(ctx).values(), ctx.root, ctx.set_owner)
         ctx.state.record_changes(files=report.written)
+        if ctx.root == Path("/") and any(p.startswith("/etc/systemd/") for p in report.written):
+            proc.systemctl("daemon-reload")  # a unit drop-in changed: systemd reads it before any unit starts
         with ctx.state.lock:
             pending = set(ctx.state.data["agent"].get("restart_pending", []))
             ctx.state.data["agent"]["restart_pending"] = sorted(pending | report.changed_services)

@@ -17,7 +17,7 @@ def api_answers(ctx: Context, api: catalog.Api, through_vip: bool = False) -> bo
     address = None if through_vip else ctx.doc.node.management
     try:
         response = requests.get(api_url(ctx.doc, api.name, api.check_path, address=address),
-                                timeout=5, allow_redirects=False)
+                                timeout=5, allow_redirects=False, verify=catalog.TLS_CA)
     except requests.RequestException:
         return False
     return response.status_code < 400
