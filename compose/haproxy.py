@@ -9,6 +9,8 @@ import io
 import subprocess
 from dataclasses import dataclass
 
+from firstboot import catalog
+
 SOCKET = "/run/haproxy/admin.sock"
 # Sends stdin's commands (`;`-separated) on one connection and prints the answer: run by the node's python3.
 CLIENT = f"""
@@ -46,10 +48,13 @@ def runtime(container: str, *commands: str, timeout: float = 30) -> str:
 
 
 def stats(container: str) -> list[Row]:
+    """The VIP's proxies (Galera and every API), each server's sessions and status. A controller's own TLS
+    fronts (catalog.LOCAL_FRONT_SUFFIX) are left out: they are that node's, not the VIP's."""
     text = runtime(container, "show stat").lstrip("# ")
     rows = []
     for rec in csv.DictReader(io.StringIO(text)):
-        if rec.get("pxname") and rec["pxname"] not in NOT_PROXIED:
+        name = rec.get("pxname")
+        if name and name not in NOT_PROXIED and not name.endswith(catalog.LOCAL_FRONT_SUFFIX):
             rows.append(Row(rec["pxname"], rec["svname"], int(rec.get("scur") or 0), rec.get("status", "")))
     return rows
 

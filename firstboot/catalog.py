@@ -53,10 +53,15 @@ PORTS: dict[str, int] = {
 TLS_CA = "/etc/ssl/goldstack/ca.pem"
 TLS_CERT = "/etc/ssl/goldstack/node.pem"
 TLS_KEYS: dict[str, str] = {"mariadb": "/etc/mysql/tls/node.key", "rabbitmq": "/etc/rabbitmq/tls/node.key",
-                            "haproxy": "/etc/haproxy/tls/node.pem"}  # HAProxy's: certificate and key in one file
+                            # HAProxy's, certificate and key in one file: the node's (its TLS fronts) and
+                            # what it presents on the VIP (the node's, or the user's API certificate)
+                            "haproxy": "/etc/haproxy/tls/node.pem", "haproxy-vip": "/etc/haproxy/tls/vip.pem"}
 
 # Where every API serves plain HTTP: this node only. HAProxy's TLS front on the management address forwards there.
 API_LOOPBACK = "127.0.0.1"
+# HAProxy's proxy of that front is named after its API with this suffix (`keystone-local`); the VIP's is the
+# API's own name.
+LOCAL_FRONT_SUFFIX = "-local"
 
 # The Open vSwitch bridge of the provider (flat/VLAN) network; the network step creates it, the agent maps it.
 PROVIDER_BRIDGE = "br-provider"
@@ -143,6 +148,8 @@ UNITS: dict[str, dict[str, tuple[str, ...]]] = {
     "haproxy": {CONTROLLER: ("haproxy",)},
     "keepalived": {CONTROLLER: ("keepalived",)},
     "keystone": {CONTROLLER: ("keystone",)},
+    # The key sets' follower and the Fernet rotation timer (firstboot.keysets).
+    "keys": {CONTROLLER: ("goldstack-keys", "goldstack-keys-rotate.timer")},
     "glance": {CONTROLLER: ("glance-api",)},
     "placement": {CONTROLLER: ("placement-api",)},
     "nova": {
@@ -163,6 +170,26 @@ UNITS: dict[str, dict[str, tuple[str, ...]]] = {
     "chrony": {CONTROLLER: ("chrony",), COMPUTE: ("chrony",), STORAGE: ("chrony",)},
     # The LVM option: restores the LIO iSCSI targets cinder-rtstool saved (volumes exported across reboots).
     "lio-target": {STORAGE: ("rtslib-fb-targetctl",)},
+}
+
+
+@dataclass(frozen=True)
+class KeySet:
+    """A keystone key repository whose keys live in Galera (firstboot.keysets) and are rotated there."""
+
+    name: str
+    secret: str  # the site secret holding the first keys
+    repository: str
+    max_active: int  # keystone.conf's max_active_keys for this repository
+    rotate_hours: float  # the timer rotates it when the last rotation is this old; 0 = on request only
+
+
+# Fernet: daily, four keys (staged, primary, two secondaries), so a token outlives two rotations (its
+# lifetime is an hour). Credentials: on request (`keys rotate credential`), which re-encrypts the stored
+# credentials once every controller holds the new key.
+KEY_SETS: dict[str, KeySet] = {
+    "fernet": KeySet("fernet", "fernet_keys", "/etc/keystone/fernet-keys", 4, 24),
+    "credential": KeySet("credential", "credential_keys", "/etc/keystone/credential-keys", 3, 0),
 }
 
 
@@ -281,11 +308,12 @@ PRIVATE = 0o600
 
 CONFIG_FILES: tuple[ConfigFile, ...] = (
     # --- TLS: every node trusts the site CA; a key copy changes (and restarts its service) with the certificate
-    _f(TLS_CA, "tls/pem.j2:ca", _ALL, "tls"),
+    _f(TLS_CA, "tls/pem.j2:trusted", _ALL, "tls"),
     _f(TLS_CERT, "tls/pem.j2:cert", _ALL, "tls"),
     _f(TLS_KEYS["mariadb"], "tls/pem.j2:key", _C, "mariadb", "mysql", "mysql", PRIVATE),
     _f(TLS_KEYS["rabbitmq"], "tls/pem.j2:key", _C, "rabbitmq", "rabbitmq", "rabbitmq", PRIVATE),
     _f(TLS_KEYS["haproxy"], "tls/pem.j2:cert:key", _C, "haproxy", mode=PRIVATE),
+    _f(TLS_KEYS["haproxy-vip"], "tls/pem.j2:vip_pair", _C, "haproxy", mode=PRIVATE),
     # --- clustering and infrastructure (controllers)
     _f("/etc/mysql/mariadb.conf.d/99-goldstack.cnf", "mariadb/galera.cnf.j2", _C, "mariadb", "root", "mysql",
        SECRET, "galera"),
@@ -308,14 +336,6 @@ CONFIG_FILES: tuple[ConfigFile, ...] = (
     # --- keystone
     _f("/etc/keystone/keystone.conf", "keystone/keystone.conf.j2", _C, "keystone", "root", "keystone", SECRET,
        "keystone"),
-    _f("/etc/keystone/fernet-keys/0", "keystone/key.j2:fernet_keys:0", _C, "keystone", "keystone", "keystone",
-       PRIVATE),
-    _f("/etc/keystone/fernet-keys/1", "keystone/key.j2:fernet_keys:1", _C, "keystone", "keystone", "keystone",
-       PRIVATE),
-    _f("/etc/keystone/credential-keys/0", "keystone/key.j2:credential_keys:0", _C, "keystone", "keystone",
-       "keystone", PRIVATE),
-    _f("/etc/keystone/credential-keys/1", "keystone/key.j2:credential_keys:1", _C, "keystone", "keystone",
-       "keystone", PRIVATE),
     # --- glance, placement
     _f("/etc/glance/glance-api.conf", "glance/glance-api.conf.j2", _C, "glance", "root", "glance", SECRET,
        "glance-api"),

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from firstboot import agent, document, errors, render, seed, sources
+from firstboot import agent, document, errors, keyscmd, render, seed, sources
 from firstboot.catalog import PORTS
 from firstboot.files import apply_files
 from firstboot.logsetup import REDACT, setup
@@ -338,7 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "instead of / (for previews and tests)")
         return p
 
-    for commands in (_agent_commands, _inspect_commands, _site_commands, _cluster_commands):
+    for commands in (_agent_commands, _inspect_commands, _site_commands, _cluster_commands, keyscmd.add_commands):
         commands(add)
     return parser
 

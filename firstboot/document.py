@@ -372,8 +372,10 @@ def tls_names(node: Node, vip: str | None, vip_hostname: str | None) -> set[str]
 
 def _check_tls(chk: Checker, raw: Any, me: Node | None, vip: str | None, vip_hostname: str | None) -> None:
     names = tls_names(me, vip, vip_hostname) if me else set()
-    for path, message in tls.check_node(raw, names):
+    for path, message in tls.check_node(raw, names, api_names={n for n in (vip, vip_hostname) if n}):
         chk.add(path, message)
+    if me and me.role != catalog.CONTROLLER and isinstance(raw, dict) and "api_cert" in raw:
+        chk.add("tls.api_cert", f"is for controllers (they present it on the VIP); a {me.role} gets api_ca only")
 
 
 def _check_secrets(chk: Checker, raw: Any, role: str | None) -> dict[str, Any]:

@@ -124,11 +124,14 @@ def _services_context(doc: Document) -> dict[str, Any]:
     """How the services reach each other: URLs, credentials, the catalog's tables."""
     return {
         "secrets": doc.secrets,
-        "tls": {"ca": doc.tls.ca, "cert": doc.tls.cert, "key": doc.tls.key},
+        "tls": {"ca": doc.tls.ca, "cert": doc.tls.cert, "key": doc.tls.key, "trusted": doc.tls.trusted,
+                "vip_pair": doc.tls.vip_pair},
         "tls_ca": catalog.TLS_CA,
         "tls_cert": catalog.TLS_CERT,
         "tls_keys": catalog.TLS_KEYS,
         "api_loopback": catalog.API_LOOPBACK,
+        "local_front_suffix": catalog.LOCAL_FRONT_SUFFIX,
+        "key_sets": catalog.KEY_SETS,
         "service_password": lambda user: doc.secrets[catalog.SERVICE_USERS[user]],
         "ssh_public_key": lambda secret, comment="": sshkeys.public_key(str(doc.secrets[secret]), comment),
         "ports": catalog.PORTS,

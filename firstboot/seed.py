@@ -68,42 +68,74 @@ def load_inventory(path: Path) -> Inventory:
     known_targets = set().union(*(catalog.override_targets(r) for r in document.ROLES))
     chk.mapping(top.get("overrides", {}), "overrides", known_targets)
     if "tls" in top:
-        top = {**top, "tls": _own_ca(chk, top["tls"], path.parent)}
+        top = {**top, "tls": _own_tls(chk, top["tls"], path.parent, top.get("vip"))}
     if chk.problems:
         raise InvalidInput(source, chk.problems)
     return Inventory(top, nodes_raw)
 
 
-def _own_ca(chk: Checker, raw: Any, base: Path) -> dict[str, str]:
-    """The inventory's `tls: {ca_cert: FILE, ca_key: FILE}`: the user's CA signs the node certificates instead of
-    the site CA the seed generator made (paths relative to the inventory)."""
-    tmap = chk.mapping(raw, "tls", {"ca_cert", "ca_key"}, {"ca_cert", "ca_key"})
-    pem: dict[str, str] = {}
-    for key, part in (("ca_cert", "cert"), ("ca_key", "key")):
-        if not isinstance(tmap.get(key), str):
+TLS_FILES = {"ca_cert": ("ca", "cert"), "ca_key": ("ca", "key"), "api_cert": ("api", "cert"),
+             "api_key": ("api", "key"), "api_ca": ("api", "ca")}
+
+
+def _vip_names(vip: Any) -> tuple[str | None, str | None]:
+    return (vip.get("address"), vip.get("hostname")) if isinstance(vip, dict) else (vip, None)
+
+
+def _own_tls(chk: Checker, raw: Any, base: Path, vip: Any) -> dict[str, dict[str, str]]:
+    """The inventory's `tls:` files (paths relative to the inventory): the user's CA (ca_cert, ca_key), which
+    signs the node certificates instead of the site CA, and/or the user's API certificate for the VIP
+    (api_cert, api_key and api_ca, its issuer)."""
+    tmap = chk.mapping(raw, "tls", set(TLS_FILES))
+    pem: dict[str, dict[str, str]] = {}
+    for key, (group, part) in TLS_FILES.items():
+        if key not in tmap:
             continue
-        file = base / tmap[key]
+        file = base / str(tmap[key])
         try:
-            pem[part] = file.read_text()
+            pem.setdefault(group, {})[part] = file.read_text()
         except (OSError, UnicodeDecodeError) as exc:
             chk.add(f"tls.{key}", f"{file} cannot be read ({getattr(exc, 'strerror', None) or exc})")
-    if len(pem) == 2:
-        for field, message in tls.check_ca(pem, "tls"):
-            chk.add(field.replace("tls.cert", "tls.ca_cert").replace("tls.key", "tls.ca_key"), message)
+    for parts in (("ca_cert", "ca_key"), ("api_cert", "api_key", "api_ca")):
+        given = [k for k in parts if k in tmap]
+        if given and len(given) < len(parts):
+            chk.add(f"tls.{given[0]}", f"needs {' and '.join(k for k in parts if k not in tmap)} too")
+    if chk.problems:
+        return pem
+    if "ca" in pem:
+        fields = {"tls": "tls", "tls.cert": "tls.ca_cert", "tls.key": "tls.ca_key"}  # check_ca's names -> ours
+        for field, message in tls.check_ca(pem["ca"], "tls"):
+            chk.add(fields[field], message)
+    if "api" in pem:
+        api = pem["api"]
+        names = {n for n in _vip_names(vip) if n}
+        for field, message in tls.check_issued(api["ca"], api["cert"], api["key"], names,
+                                               ("tls.api_ca", "tls.api_cert", "tls.api_key")):
+            chk.add(field, message)
     return pem
 
 
 def site_ca(inv: Inventory, site_secrets: dict[str, Any]) -> dict[str, str]:
     """The CA that signs this site's node certificates: the user's own, else the one the seed generator made."""
-    return inv.data.get("tls") or site_secrets["site_ca"]
+    return inv.data.get("tls", {}).get("ca") or site_secrets["site_ca"]
+
+
+def node_tls(inv: Inventory, node: dict[str, Any], site_secrets: dict[str, Any]) -> dict[str, str]:
+    """A node document's `tls`: the CA, the node's pair; with the user's API certificate, its issuer for every
+    node and the certificate with its key for the controllers (they present it on the VIP)."""
+    value = {"ca": site_ca(inv, site_secrets)["cert"], **node_pair(inv, node, site_secrets)[0]}
+    if api := inv.data.get("tls", {}).get("api"):
+        value["api_ca"] = api["ca"]
+        if node["role"] == catalog.CONTROLLER:
+            value |= {"api_cert": api["cert"], "api_key": api["key"]}
+    return value
 
 
 def node_pair(inv: Inventory, node: dict[str, Any], site_secrets: dict[str, Any]) -> tuple[dict[str, str], bool]:
     """The node's certificate and key: the one kept from an earlier run while it is still right (same CA, same
     names, not near its end), else a new one. Returns (pair, newly issued)."""
     ca = site_ca(inv, site_secrets)
-    vip = inv.data["vip"]
-    vip_address, vip_host = (vip.get("address"), vip.get("hostname")) if isinstance(vip, dict) else (vip, None)
+    vip_address, vip_host = _vip_names(inv.data["vip"])
     names = document.tls_names(document.Node(node["name"], node["role"], dict(node["addresses"])),
                                vip_address, vip_host)
     kept = site_secrets.setdefault("node_certificates", {})
@@ -156,7 +188,7 @@ def node_document(inv: Inventory, node: dict[str, Any], site_secrets: dict[str, 
         "peers": peers,
         "vip": inv.data["vip"],
         "secrets": {s.name: site_secrets[s.name] for s in secretspec.needed_by(role)},
-        "tls": {"ca": site_ca(inv, site_secrets)["cert"], **node_pair(inv, node, site_secrets)[0]},
+        "tls": node_tls(inv, node, site_secrets),
     }
     for key in ("networks", "options"):
         if key in inv.data:
@@ -269,7 +301,8 @@ def generate(inventory: Path, out: Path, secrets_file: Path | None, formats: tup
         save_secrets(secrets_file, site_secrets)
     progress(f"secrets: {secrets_file} ({'made ' + str(len(made_secrets)) if made_secrets else 'reused'})")
     if issued:
-        progress(f"certificates issued by {'your CA' if 'tls' in inv.data else 'the site CA'}: {', '.join(issued)}")
+        by = "your CA" if "ca" in inv.data.get("tls", {}) else "the site CA"
+        progress(f"certificates issued by {by}: {', '.join(issued)}")
     out.mkdir(parents=True, exist_ok=True)
     os.chmod(out, 0o700)
     scratch = Path(tempfile.mkdtemp(prefix=".seed-", dir=out))

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from firstboot import catalog, keystone_api, mysql, proc, rabbitmq, runonce
+from firstboot import catalog, keysets, keystone_api, mysql, proc, rabbitmq, runonce
 from firstboot.document import Document
 from firstboot.render import api_url
 
@@ -89,10 +89,13 @@ class Script:
 CommandOf = Command | Callable[[Document], Command]  # a command, or one made from the node's document
 
 
-def _chain(script: Script, commands: tuple[CommandOf, ...], env: Callable[[Document], dict[str, str]] | None = None):
+def _chain(script: Script, commands: tuple[CommandOf, ...], env: Callable[[Document], dict[str, str]] | None = None,
+           prepare: Callable[[Document], object] | None = None):
     """One task's commands of one script, in order, in one forkrun: one import of the service's code
-    instead of one per command (2-3 s of a core each for nova-manage)."""
+    instead of one per command (2-3 s of a core each for nova-manage). `prepare` runs first, here."""
     def action(doc: Document) -> str:
+        if prepare:
+            prepare(doc)
         todo = [c if isinstance(c, Command) else c(doc) for c in commands]
         spec = {"entry": script.entry, "prog": script.prog, "preload": list(script.preload),
                 "commands": [{"argv": list(c.argv), "ok": list(c.ok_codes)} for c in todo]}
@@ -105,9 +108,15 @@ def _chain(script: Script, commands: tuple[CommandOf, ...], env: Callable[[Docum
 def _chain_task(name: str, phase: str, package: str, script: Script, commands: tuple[CommandOf, ...],
                 after: tuple[str, ...] = (), schema_of: tuple[str, ...] = (),
                 env: Callable[[Document], dict[str, str]] | None = None,
-                upgrade: tuple[CommandOf, ...] | None = None) -> Task:
-    return Task(name, phase, package, _chain(script, commands, env), after, schema_of, weight=len(commands),
-                upgrade=_chain(script, upgrade, env) if upgrade else None)
+                upgrade: tuple[CommandOf, ...] | None = None,
+                prepare: Callable[[Document], object] | None = None) -> Task:
+    return Task(name, phase, package, _chain(script, commands, env, prepare), after, schema_of,
+                weight=len(commands), upgrade=_chain(script, upgrade, env, prepare) if upgrade else None)
+
+
+def _key_repositories(doc: Document) -> None:
+    """keystone-manage bootstrap signs with the Fernet keys: this node's repositories from Galera first."""
+    keysets.sync(doc.node.name)
 
 
 def _nothing_on_first_install(what: str) -> Callable[[Document], str]:
@@ -194,12 +203,15 @@ NOVA_MANAGE = Script("nova", "nova-manage", "nova.cmd.manage:main", ("nova.objec
 TASKS: tuple[Task, ...] = (
     Task("rabbitmq-users", MESSAGING, "rabbitmq-server", rabbitmq_users),
     Task("databases", DATABASE, _schema_version(), create_databases),
+    # The first Fernet and credential keys, from the site secrets into Galera, where they are rotated.
+    Task("key-sets", DATABASE, "goldstack:key-sets-1", keysets.store_initial),
     # A first install syncs the whole schema; an upgrade expands it and migrates the data while the older
     # keystones still run, and contracts it once every controller runs the new one (keystone's rolling
     # upgrade order).
     _chain_task("keystone-db", DATABASE, "keystone", KEYSTONE_MANAGE, (Command(("db_sync",)), keystone_bootstrap),
-                ("databases",), ("keystone",), env=keystone_bootstrap_env,
-                upgrade=(Command(("db_sync", "--expand")), Command(("db_sync", "--migrate")), keystone_bootstrap)),
+                ("databases", "key-sets"), ("keystone",), env=keystone_bootstrap_env,
+                upgrade=(Command(("db_sync", "--expand")), Command(("db_sync", "--migrate")), keystone_bootstrap),
+                prepare=_key_repositories),
     # Weight 0: no command on a first install, so off the longest chain.
     Task("keystone-db-contract", DATABASE, "keystone", _nothing_on_first_install("contract"), ("keystone-db",),
          weight=0, upgrade=_chain(KEYSTONE_MANAGE, (Command(("db_sync", "--contract")),)),

@@ -28,11 +28,30 @@ RENEW_DAYS = 30  # a node certificate this close to its end is re-issued by the 
 
 @dataclass(frozen=True)
 class NodeTls:
-    """What a node's document carries: the CA to trust and the node's own pair (PEM text)."""
+    """What a node's document carries: the CA to trust and the node's own pair (PEM text); with an API
+    certificate of the user's own, every node also trusts its issuer (api_ca) and the controllers present
+    it on the VIP (api_cert, api_key)."""
 
     ca: str
     cert: str
     key: str
+    api_ca: str = ""
+    api_cert: str = ""
+    api_key: str = ""
+
+    @property
+    def trusted(self) -> str:
+        """The CA bundle every client on the node verifies with."""
+        return self.ca + self.api_ca
+
+    @property
+    def vip_pair(self) -> str:
+        """What HAProxy presents on the VIP: the user's API certificate, else the node's own (it names the VIP)."""
+        return self.api_cert + self.api_key if self.api_cert else self.cert + self.key
+
+
+NODE_FIELDS = ("ca", "cert", "key")
+API_FIELDS = ("api_ca", "api_cert", "api_key")
 
 
 def _now() -> datetime.datetime:
@@ -188,29 +207,57 @@ def signed_by(cert: x509.Certificate, ca_cert: x509.Certificate) -> bool:
     return True
 
 
-def check_node(value: object, names: Iterable[str], field: str = "tls",
-               now: datetime.datetime | None = None) -> list[tuple[str, str]]:
-    """A node's {ca, cert, key}: the pair matches, the CA signed it, it is in date, and it names `names`."""
-    if not isinstance(value, dict) or set(value) != {"ca", "cert", "key"}:
-        return [(field, "must be a mapping of ca, cert and key (PEM); `seed` writes it")]
+def check_issued(ca_pem: object, cert_pem: object, key_pem: object, names: Iterable[str],
+                 fields: tuple[str, str, str], now: datetime.datetime | None = None) -> list[tuple[str, str]]:
+    """A certificate with its key: the pair matches, `ca` signed it, both are in date, and it names `names`.
+    `fields` name the CA, the certificate and the key in the messages."""
+    ca_field, cert_field, key_field = fields
     now = now or _now()
-    ca = _load_cert(value["ca"])
+    ca = _load_cert(ca_pem)
     if isinstance(ca, str):
-        return [(f"{field}.ca", ca)]
-    cert, problems = _pair(value["cert"], value["key"], field)
-    if cert is None or problems:
+        return [(ca_field, ca)]
+    cert = _load_cert(cert_pem)
+    key = _load_key(key_pem)
+    problems = [(f, m) for f, m in ((cert_field, cert), (key_field, key)) if isinstance(m, str)]
+    if problems:
         return problems
+    assert isinstance(cert, x509.Certificate)
+    if _public_der(cert.public_key()) != _public_der(key.public_key()):  # type: ignore[union-attr]
+        return [(key_field, "does not belong to the certificate (public keys differ)")]
     if not signed_by(cert, ca):
-        return [(f"{field}.cert", f"was not signed by the CA in {field}.ca ({ca.subject.rfc4514_string()}); "
-                                  "re-run seed, or give the CA that issued it")]
-    for which, c in (("ca", ca), ("cert", cert)):
+        return [(cert_field, f"was not signed by the CA in {ca_field} ({ca.subject.rfc4514_string()}); "
+                             "re-run seed, or give the CA that issued it")]
+    for which, c in ((ca_field, ca), (cert_field, cert)):
         if msg := _check_dates(c, now):
-            return [(f"{field}.{which}", msg)]
+            return [(which, msg)]
     missing = sorted(set(names) - cert_names(cert))
     if missing:
-        return [(f"{field}.cert", f"does not name {', '.join(missing)} (subjectAltName); issue one that names "
-                                  "every address and host name of the node")]
+        return [(cert_field, f"does not name {', '.join(missing)} (subjectAltName); issue one that names "
+                             "every address and host name it serves")]
     return []
+
+
+def check_node(value: object, names: Iterable[str], field: str = "tls",
+               now: datetime.datetime | None = None, api_names: Iterable[str] = ()) -> list[tuple[str, str]]:
+    """A node's {ca, cert, key}, checked by check_issued; with an API certificate of the user's own, also
+    {api_ca, api_cert, api_key} (the certificate naming `api_names`: the VIP)."""
+    if (not isinstance(value, dict) or not set(NODE_FIELDS) <= set(value)
+            or not set(value) <= set(NODE_FIELDS + API_FIELDS)):
+        return [(field, "must be a mapping of ca, cert and key (PEM), and api_ca, api_cert, api_key with an API "
+                        "certificate of your own; `seed` writes it")]
+    problems = check_issued(value["ca"], value["cert"], value["key"], names,
+                            (f"{field}.ca", f"{field}.cert", f"{field}.key"), now)
+    if problems or not value.keys() & set(API_FIELDS):
+        return problems
+    if "api_ca" not in value:
+        return [(f"{field}.api_ca", "is missing: the CA that issued the API certificate (every node trusts it)")]
+    if ("api_cert" in value) != ("api_key" in value):
+        return [(f"{field}.api_cert", "and api_key go together (a controller presents them on the VIP)")]
+    if "api_cert" not in value:  # a compute or storage node: it only trusts the API certificate's issuer
+        api_ca = _load_cert(value["api_ca"])
+        return [(f"{field}.api_ca", api_ca)] if isinstance(api_ca, str) else []
+    return check_issued(value["api_ca"], value["api_cert"], value["api_key"], api_names,
+                        (f"{field}.api_ca", f"{field}.api_cert", f"{field}.api_key"), now)
 
 
 def days_left(cert_pem: str, now: datetime.datetime | None = None) -> float:

@@ -95,12 +95,15 @@ def test_nova_s_chain_runs_the_install_guide_s_commands_in_order_as_nova(monkeyp
 
 
 def test_keystone_s_chain_bootstraps_at_the_vip_with_the_password_by_environment(monkeypatch, doc_of):
-    from firstboot import document, proc, tasks
+    from firstboot import document, keysets, proc, tasks
 
     doc = document.validate(doc_of("ctl1"))
     seen: list[tuple[list[str], str | None, dict]] = []
     monkeypatch.setattr(proc, "run", lambda argv, user=None, env=None, **kw: seen.append((argv, user, env)))
+    synced: list[str] = []
+    monkeypatch.setattr(keysets, "sync", synced.append)
     tasks.TASKS_BY_NAME["keystone-db"].action(doc)
+    assert synced == ["ctl1"]  # the key repositories are written before keystone-manage signs with them
     (argv, user, env), = seen
     commands = [c["argv"] for c in json.loads(argv[-1])["commands"]]
     assert user == "keystone" and commands[0] == ["db_sync"] and commands[1][0] == "bootstrap"

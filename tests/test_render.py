@@ -69,10 +69,12 @@ def test_galera_config_lists_all_controllers(doc_of):
     assert "gcache.recover=yes" in galera["wsrep_provider_options"]
 
 
-def test_same_fernet_keys_on_every_controller(doc_of):
-    trees = [tree_of(doc_of(n)) for n in ("ctl1", "ctl2", "ctl3")]
-    for key in ("/etc/keystone/fernet-keys/0", "/etc/keystone/fernet-keys/1", "/etc/keystone/credential-keys/1"):
-        assert len({t[key].content for t in trees}) == 1
+def test_no_keystone_key_is_rendered_they_come_from_galera(doc_of):
+    tree = tree_of(doc_of("ctl1"))
+    assert not [p for p in tree if p.startswith(("/etc/keystone/fernet-keys", "/etc/keystone/credential-keys"))]
+    keystone = ini(tree["/etc/keystone/keystone.conf"])
+    assert keystone["fernet_tokens"]["max_active_keys"] == str(catalog.KEY_SETS["fernet"].max_active)
+    assert (keystone["token"]["caching"], keystone["token"]["cache_on_issue"]) == ("false", "false")
 
 
 def test_secret_files_modes_and_groups(doc_of):
@@ -81,7 +83,7 @@ def test_secret_files_modes_and_groups(doc_of):
     assert (nova.owner, nova.group, nova.mode) == ("root", "nova", 0o640)
     cookie = tree["/var/lib/rabbitmq/.erlang.cookie"]
     assert (cookie.owner, cookie.mode) == ("rabbitmq", 0o400)
-    assert tree["/etc/keystone/fernet-keys/0"].mode == 0o600
+    assert tree[catalog.TLS_KEYS["haproxy"]].mode == 0o600 and tree[catalog.TLS_KEYS["haproxy"]].owner == "root"
     secrets = document.validate(doc_of("ctl1")).secrets
     for path, f in tree.items():
         if secrets["db_nova"].encode() in f.content or secrets["mariadb_sst"].encode() in f.content:
@@ -191,7 +193,7 @@ def test_haproxy_prefers_one_galera_writer(doc_of):
     for api in catalog.APIS:
         port = catalog.PORTS[api.name]
         # TLS on the VIP and on this node's front, which forwards to the service on loopback.
-        assert f"bind 10.99.0.10:{port} transparent ssl crt {catalog.TLS_KEYS['haproxy']}\n" in cfg
+        assert f"bind 10.99.0.10:{port} transparent ssl crt {catalog.TLS_KEYS['haproxy-vip']}\n" in cfg
         front = cfg.split(f"\nlisten {api.name}-local\n")[1].split("\nlisten ")[0]
         assert f"bind 10.99.0.13:{port} ssl crt {catalog.TLS_KEYS['haproxy']}\n" in front
         assert f"server local 127.0.0.1:{api.local_port}\n" in front

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import requests
 
-from firstboot import catalog, keystone_api, mysql, proc
+from firstboot import catalog, keysets, keystone_api, mysql, proc
 from firstboot.render import api_url
 from firstboot.steps.base import Context
 from firstboot.steps.units import UnitsStep, start_unit, start_units
@@ -46,11 +46,23 @@ class InfraStep(UnitsStep):
 
 class KeystoneStep(UnitsStep):
     name = "keystone"
-    description = "start keystone and check that it issues tokens"
+    description = "write the key repositories from Galera, start their follower, keystone, and check that it " \
+                  "issues tokens"
     roles = _C
     after = ("databases",)
-    groups = ("keystone",)
+    groups = ("keys", "keystone")
     ready_what = "keystone issues an admin token on this node"
+
+    def run(self, ctx: Context) -> str:
+        # Keystone signs and reads tokens with these from its first request: written here, before it starts
+        # (a node back from an outage gets the rotations it missed); the follower keeps them current after.
+        held = keysets.sync(ctx.doc.node.name)
+        ctx.note(f"key sets: {', '.join(f'{n} generation {g}' for n, g in sorted(held.items()))}")
+        detail = super().run(ctx)
+        # From the next boot on, the follower starts by itself and waits for the database: a controller that
+        # was down through a rotation has the keys as soon as its Galera has synced, before its agent gets here.
+        proc.systemctl("enable", "--quiet", *catalog.units_of("keys", ctx.doc.role))
+        return detail
 
     def ready(self, ctx: Context) -> bool:
         try:
