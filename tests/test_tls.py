@@ -161,3 +161,53 @@ def test_status_warns_of_a_certificate_near_its_end(tmp_path, monkeypatch):
     assert "re-run seed" in table
     report = yaml.safe_load(status.as_json(state, tmp_path))["certificate"]
     assert report["renew"] is True and 11 < report["days_left"] <= 12
+
+
+def test_your_own_api_certificate_is_presented_on_the_vip_and_trusted_everywhere(tmp_path, inventory,
+                                                                                   inventory_file):
+    from firstboot import catalog, render
+
+    public = tls.make_ca("public")
+    api = tls.issue(public, "api.example.net", ["10.99.0.10"])
+    for name, text in (("api.pem", api["cert"]), ("api.key", api["key"]), ("public-ca.pem", public["cert"])):
+        (tmp_path / name).write_text(text)
+    inventory["tls"] = {"api_cert": "api.pem", "api_key": "api.key", "api_ca": "public-ca.pem"}
+    inventory_file.write_text(yaml.safe_dump(inventory))
+    result = run_seed(str(inventory_file), "--out", str(tmp_path / "o"), "--secrets", str(tmp_path / "s.yaml"))
+    assert result.returncode == 0, result.stderr
+    controller = document.load_text((tmp_path / "o/ctl1/node.yaml").read_text(), "ctl1")
+    compute = document.load_text((tmp_path / "o/cmp1/node.yaml").read_text(), "cmp1")
+    assert controller.tls.api_cert == api["cert"] and compute.tls.api_cert == ""  # only controllers present it
+    assert api["key"] not in (tmp_path / "o/cmp1/node.yaml").read_text()
+    tree = render.render_tree(controller)
+    assert tree[catalog.TLS_KEYS["haproxy-vip"]].content.decode() == api["cert"] + api["key"]
+    assert tree[catalog.TLS_KEYS["haproxy"]].content.decode() == controller.tls.cert + controller.tls.key
+    bundle = render.render_tree(compute)[catalog.TLS_CA].content.decode()
+    assert bundle == compute.tls.ca + public["cert"]  # every client trusts the site CA and the API's issuer
+
+
+def test_an_api_certificate_that_does_not_name_the_vip_is_refused(tmp_path, inventory, inventory_file):
+    public = tls.make_ca("public")
+    api = tls.issue(public, "elsewhere.example.net", ["192.0.2.1"])
+    for name, text in (("api.pem", api["cert"]), ("api.key", api["key"]), ("public-ca.pem", public["cert"])):
+        (tmp_path / name).write_text(text)
+    inventory["tls"] = {"api_cert": "api.pem", "api_key": "api.key", "api_ca": "public-ca.pem"}
+    inventory_file.write_text(yaml.safe_dump(inventory))
+    result = run_seed(str(inventory_file), "--out", str(tmp_path / "o"), "--secrets", str(tmp_path / "s.yaml"))
+    assert result.returncode == 3 and "tls.api_cert" in result.stderr and "does not name 10.99.0.10" in result.stderr
+    assert not (tmp_path / "o").exists()
+    inventory["tls"] = {"api_cert": "api.pem"}
+    inventory_file.write_text(yaml.safe_dump(inventory))
+    result = run_seed(str(inventory_file), "--out", str(tmp_path / "o"), "--secrets", str(tmp_path / "s.yaml"))
+    assert result.returncode == 3 and "tls.api_cert: needs api_key and api_ca too" in result.stderr
+
+
+def test_a_compute_node_is_never_given_the_api_key(doc_of):
+    public = tls.make_ca("public")
+    api = tls.issue(public, "api", ["10.99.0.10"])
+    doc = doc_of("cmp1")
+    doc["tls"] |= {"api_ca": public["cert"], "api_cert": api["cert"], "api_key": api["key"]}
+    assert "is for controllers" in _problems(doc)["tls.api_cert"]
+    doc = doc_of("ctl1")
+    doc["tls"] |= {"api_cert": api["cert"], "api_key": api["key"]}
+    assert "is missing" in _problems(doc)["tls.api_ca"]
