@@ -134,8 +134,8 @@ class Lab:
         seeds = self.dir / "seeds"
         seed.generate(self.inventory_file, seeds, self.secrets_file, ("file",), progress=lambda m: None)
         documents = {n["name"]: (seeds / n["name"] / "node.yaml").read_bytes() for n in self.nodes()}
-        ca = yaml.safe_load(next(iter(documents.values())))["tls"]["ca"]
-        atomic_write(self.ca_file, ca.encode(), 0o644)
+        tls = yaml.safe_load(next(iter(documents.values())))["tls"]
+        atomic_write(self.ca_file, (tls["ca"] + tls.get("api_ca", "")).encode(), 0o644)
         return documents
 
     @property

@@ -131,7 +131,8 @@ class Document:
     @property
     def private_strings(self) -> set[str]:
         """Every string of this document a log line or a state file must never show."""
-        return secretspec.secret_strings(self.secrets) | tls.pem_secrets(self.tls.key)
+        keys = (k for k in (self.tls.key, self.tls.api_key) if k)
+        return secretspec.secret_strings(self.secrets).union(*(tls.pem_secrets(k) for k in keys))
 
     @property
     def controllers(self) -> list[Node]:

@@ -21,10 +21,9 @@ def certificate(root: Path) -> dict[str, Any] | None:
     """The node certificate the agent installed: its end date, days left, and whether it is time to renew."""
     path = under_root(root, catalog.TLS_CERT)
     try:
-        pem = path.read_text()
-    except OSError:
+        left = tls.days_left(path.read_text())
+    except (OSError, ValueError):  # none yet, or not a certificate: nothing to report
         return None
-    left = tls.days_left(pem)
     ends = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=left)
     return {"path": catalog.TLS_CERT, "not_after": ends.strftime("%Y-%m-%d"), "days_left": round(left, 1),
             "renew": left < tls.RENEW_DAYS}
