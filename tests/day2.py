@@ -38,10 +38,14 @@ def servers(name: str) -> list[dict[str, Any]]:
     return openstack(name, "server", "list", "--all-projects", "--long")
 
 
-def boot_server(name: str, server_name: str, timeout: float = 600) -> dict[str, Any]:
-    """A server of the checks' image, flavor and network (made by `lab check`), ACTIVE."""
-    openstack(name, "server", "create", "--flavor", "m1.nano", "--image", "goldstack-check-image", "--network",
-              "goldstack-check-net", server_name)
+def boot_server(name: str, server_name: str, timeout: float = 600, host: str | None = None) -> dict[str, Any]:
+    """A server of the checks' image, flavor and network (made by `lab check`), ACTIVE; on `host` when given
+    (a requested destination: the scheduler still checks it, through placement, and fails the build if it
+    cannot take the server)."""
+    on_host = ("--host", host) if host else ()
+    version = ("--os-compute-api-version", "2.74") if host else ()
+    openstack(name, *version, "server", "create", "--flavor", "m1.nano", "--image", "goldstack-check-image",
+              "--network", "goldstack-check-net", *on_host, server_name)
     deadline = time.monotonic() + timeout
     while True:
         shown = server(name, server_name)
