@@ -156,19 +156,17 @@ def _check_dates(cert: x509.Certificate, now: datetime.datetime) -> str | None:
     return None
 
 
-def _pair(cert_pem: object, key_pem: object, field: str) -> tuple[x509.Certificate | None, list[tuple[str, str]]]:
+def _pair(cert_pem: object, key_pem: object, cert_field: str, key_field: str
+          ) -> tuple[x509.Certificate | None, list[tuple[str, str]]]:
+    """The certificate, once it and the key read and belong together; else the problems, by field."""
     cert = _load_cert(cert_pem)
     key = _load_key(key_pem)
-    problems = []
-    if isinstance(cert, str):
-        problems.append((f"{field}.cert", cert))
-    if isinstance(key, str):
-        problems.append((f"{field}.key", key))
+    problems = [(f, m) for f, m in ((cert_field, cert), (key_field, key)) if isinstance(m, str)]
     if problems:
         return None, problems
     assert isinstance(cert, x509.Certificate)
     if _public_der(cert.public_key()) != _public_der(key.public_key()):  # type: ignore[union-attr]
-        return cert, [(f"{field}.key", "does not belong to the certificate (public keys differ)")]
+        return None, [(key_field, "does not belong to the certificate (public keys differ)")]
     return cert, []
 
 
@@ -176,8 +174,8 @@ def check_ca(value: object, field: str = "ca", now: datetime.datetime | None = N
     """A CA pair: {cert, key}, the key matching, the certificate a CA's and in date."""
     if not isinstance(value, dict) or set(value) != {"cert", "key"}:
         return [(field, "must be a mapping of cert and key (PEM)")]
-    cert, problems = _pair(value["cert"], value["key"], field)
-    if cert is None or problems:
+    cert, problems = _pair(value["cert"], value["key"], f"{field}.cert", f"{field}.key")
+    if cert is None:
         return problems
     try:
         is_ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
@@ -216,14 +214,9 @@ def check_issued(ca_pem: object, cert_pem: object, key_pem: object, names: Itera
     ca = _load_cert(ca_pem)
     if isinstance(ca, str):
         return [(ca_field, ca)]
-    cert = _load_cert(cert_pem)
-    key = _load_key(key_pem)
-    problems = [(f, m) for f, m in ((cert_field, cert), (key_field, key)) if isinstance(m, str)]
-    if problems:
+    cert, problems = _pair(cert_pem, key_pem, cert_field, key_field)
+    if cert is None:
         return problems
-    assert isinstance(cert, x509.Certificate)
-    if _public_der(cert.public_key()) != _public_der(key.public_key()):  # type: ignore[union-attr]
-        return [(key_field, "does not belong to the certificate (public keys differ)")]
     if not signed_by(cert, ca):
         return [(cert_field, f"was not signed by the CA in {ca_field} ({ca.subject.rfc4514_string()}); "
                              "re-run seed, or give the CA that issued it")]

@@ -163,16 +163,22 @@ def test_status_warns_of_a_certificate_near_its_end(tmp_path, monkeypatch):
     assert report["renew"] is True and 11 < report["days_left"] <= 12
 
 
+def own_api_certificate(tmp_path, inventory, inventory_file, name: str, address: str) -> tuple[dict, dict]:
+    """An API certificate of a CA of the user's own, for `name` and `address`, named in the inventory's tls."""
+    public = tls.make_ca("public")
+    api = tls.issue(public, name, [address])
+    for file, text in (("api.pem", api["cert"]), ("api.key", api["key"]), ("public-ca.pem", public["cert"])):
+        (tmp_path / file).write_text(text)
+    inventory["tls"] = {"api_cert": "api.pem", "api_key": "api.key", "api_ca": "public-ca.pem"}
+    inventory_file.write_text(yaml.safe_dump(inventory))
+    return public, api
+
+
 def test_your_own_api_certificate_is_presented_on_the_vip_and_trusted_everywhere(tmp_path, inventory,
                                                                                    inventory_file):
     from firstboot import catalog, render
 
-    public = tls.make_ca("public")
-    api = tls.issue(public, "api.example.net", ["10.99.0.10"])
-    for name, text in (("api.pem", api["cert"]), ("api.key", api["key"]), ("public-ca.pem", public["cert"])):
-        (tmp_path / name).write_text(text)
-    inventory["tls"] = {"api_cert": "api.pem", "api_key": "api.key", "api_ca": "public-ca.pem"}
-    inventory_file.write_text(yaml.safe_dump(inventory))
+    public, api = own_api_certificate(tmp_path, inventory, inventory_file, "api.example.net", "10.99.0.10")
     result = run_seed(str(inventory_file), "--out", str(tmp_path / "o"), "--secrets", str(tmp_path / "s.yaml"))
     assert result.returncode == 0, result.stderr
     controller = document.load_text((tmp_path / "o/ctl1/node.yaml").read_text(), "ctl1")
@@ -187,12 +193,7 @@ def test_your_own_api_certificate_is_presented_on_the_vip_and_trusted_everywhere
 
 
 def test_an_api_certificate_that_does_not_name_the_vip_is_refused(tmp_path, inventory, inventory_file):
-    public = tls.make_ca("public")
-    api = tls.issue(public, "elsewhere.example.net", ["192.0.2.1"])
-    for name, text in (("api.pem", api["cert"]), ("api.key", api["key"]), ("public-ca.pem", public["cert"])):
-        (tmp_path / name).write_text(text)
-    inventory["tls"] = {"api_cert": "api.pem", "api_key": "api.key", "api_ca": "public-ca.pem"}
-    inventory_file.write_text(yaml.safe_dump(inventory))
+    own_api_certificate(tmp_path, inventory, inventory_file, "elsewhere.example.net", "192.0.2.1")
     result = run_seed(str(inventory_file), "--out", str(tmp_path / "o"), "--secrets", str(tmp_path / "s.yaml"))
     assert result.returncode == 3 and "tls.api_cert" in result.stderr and "does not name 10.99.0.10" in result.stderr
     assert not (tmp_path / "o").exists()
