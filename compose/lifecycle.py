@@ -43,9 +43,30 @@ def hold_script(vip: str, exempt: list[str]) -> str:
     return " && ".join(lines)
 
 
+def seal_script(vip: str, sealed: bool) -> str:
+    """Hold back every new connection to the VIP (sealed: the nodes' too), or again only the clients'."""
+    rule = f"INPUT -d {vip} -p tcp --syn -j DROP"
+    if sealed:
+        return f"iptables -w -C {rule} 2>/dev/null || iptables -w -I {rule}"
+    return f"iptables -w -D {rule} 2>/dev/null; true"
+
+
+def open_on(ss_output: str, vip: str, ports: set[int]) -> list[str]:
+    """The connections of `ss -Htn` whose own end is the VIP on one of `ports`: requests a client has open
+    with the VIP's holder, counted by the kernel (HAProxy does not count one it has not accepted yet)."""
+    open_ = []
+    for line in ss_output.splitlines():
+        for token in line.split():
+            address, _, port = token.rpartition(":")
+            if address.strip("[]") == vip and port.isdigit() and int(port) in ports:
+                open_.append(line.strip())
+                break
+    return open_
+
+
 def release_script(vip: str) -> str:
-    return (f"iptables -w -D INPUT -d {vip} -j {HOLD_CHAIN} 2>/dev/null; iptables -w -F {HOLD_CHAIN} 2>/dev/null; "
-            f"iptables -w -X {HOLD_CHAIN} 2>/dev/null; true")
+    return (f"{seal_script(vip, False)}; iptables -w -D INPUT -d {vip} -j {HOLD_CHAIN} 2>/dev/null; "
+            f"iptables -w -F {HOLD_CHAIN} 2>/dev/null; iptables -w -X {HOLD_CHAIN} 2>/dev/null; true")
 
 
 @dataclass
@@ -142,7 +163,7 @@ class Operator:
         nodes = sorted({a for n in self.lab.nodes() for a in n["addresses"].values()} | {self.vip, "127.0.0.0/8"})
         self.lab.exec(node, "sh", "-c", hold_script(self.vip, nodes), check=True)
         try:
-            wait_for(f"{node}'s HAProxy to finish its requests", lambda: self._http_sessions(container) == 0,
+            wait_for(f"{node}'s HAProxy to finish its requests", lambda: self._vip_idle(node, container),
                      DRAIN_SECONDS, 0.2)
         finally:
             self.lab.exec(node, "systemctl", "stop", "keepalived", check=True)
@@ -150,6 +171,21 @@ class Operator:
         holder = wait_for(f"another controller holding the VIP {self.vip}",
                           lambda: cluster.vip_holder(others, self.vip), VIP_SECONDS, 0.2)
         self.say(f"{node}: the VIP is on {holder}")
+
+    def _vip_idle(self, node: str, container: str) -> bool:
+        """No request open on the VIP, and none can begin: once HAProxy counts no session, the nodes' new
+        connections are held back too (sealed), then the kernel is asked whether a connection is still open
+        on an API port of the VIP (one HAProxy has not accepted yet, or still in its TLS handshake, is in no
+        count of HAProxy's). If one is, the nodes' connections are let through again, so the request that
+        opened it can get what it needs from another API, and the next look tries again."""
+        if self._http_sessions(container):
+            return False
+        self.lab.exec(node, "sh", "-c", seal_script(self.vip, True), check=True)
+        ss = self.lab.exec(node, "ss", "-Htn", "state", "syn-recv", "state", "established", check=True).stdout
+        if not open_on(ss, self.vip, {catalog.PORTS[api.name] for api in catalog.APIS}):
+            return True
+        self.lab.exec(node, "sh", "-c", seal_script(self.vip, False), check=True)
+        return False
 
     @staticmethod
     def _http_sessions(container: str) -> int:

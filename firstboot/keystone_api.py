@@ -1,7 +1,8 @@
 """The few Keystone v3 calls the first boot needs, over HTTPS (the site CA verifies the certificate): no CLI
 start-up cost per call.
 
-Everything is create-if-missing (and passwords set), so a task killed half-way converges when retried.
+Everything is create-if-missing (and a password set only when it no longer works), so a task killed half-way
+converges when retried, and a re-run changes nothing that works.
 """
 
 from __future__ import annotations
@@ -25,13 +26,27 @@ class Keystone:
 
     def __init__(self, url: str, password: str, project: str = "admin", user: str = "admin"):
         self.url = url.rstrip("/")
-        body = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
-            "name": user, "domain": {"id": "default"}, "password": password}}},
-            "scope": {"project": {"name": project, "domain": {"id": "default"}}}}}
-        response = requests.post(f"{self.url}/auth/tokens", json=body, timeout=TIMEOUT, verify=catalog.TLS_CA)
+        response = self._authenticate(user, password, project)
         response.raise_for_status()
         self.token = response.headers["X-Subject-Token"]
         self.token_body = response.json()["token"]
+
+    def _authenticate(self, user: str, password: str, project: str | None) -> requests.Response:
+        body: dict[str, Any] = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
+            "name": user, "domain": {"id": "default"}, "password": password}}}}}
+        if project:
+            body["auth"]["scope"] = {"project": {"name": project, "domain": {"id": "default"}}}
+        return requests.post(f"{self.url}/auth/tokens", json=body, timeout=TIMEOUT, verify=catalog.TLS_CA)
+
+    def password_works(self, user: str, password: str) -> bool:
+        """Whether `user` can log in with `password`. Setting a password revokes every token of the user,
+        those of the services' running processes too (each one's next check of a client's token fails once):
+        so a password is set only when this says it must be."""
+        response = self._authenticate(user, password, None)
+        if response.status_code == 401:
+            return False
+        response.raise_for_status()
+        return True
 
     def _call(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
         attempts = 1 if method == "POST" else 2
@@ -72,7 +87,7 @@ def ensure_catalog(doc: Document) -> str:
         if user is None:
             user = ks._call("POST", "/users", json={"user": {"name": name, "domain_id": "default",
                                                              "password": password}})["user"]
-        else:
+        elif not ks.password_works(name, password):
             ks._call("PATCH", f"/users/{user['id']}", json={"user": {"password": password}})
         for role in roles.values():
             ks._call("PUT", f"/projects/{project['id']}/users/{user['id']}/roles/{role['id']}")

@@ -78,6 +78,15 @@ def task_history(name: str) -> list[dict[str, Any]]:
     return json.loads(out)["history"]
 
 
+def revocations(name: str) -> set[tuple[str, ...]]:
+    """keystone's revocation events (whose tokens, issued before when): a password set, a role taken away, a
+    project deleted each revoke tokens, the services' own among them."""
+    out = docker("exec", _on(name, catalog.CONTROLLER), "mariadb", "-N", "-B", "-e",
+                 "SELECT id, COALESCE(user_id, ''), COALESCE(project_id, ''), issued_before "
+                 "FROM keystone.revocation_event").stdout
+    return {tuple(line.split("\t")) for line in out.splitlines() if line.strip()}
+
+
 def admin_password(name: str) -> str:
     secrets, _ = seed.load_secrets(Lab(name).secrets_file)
     return str(secrets["keystone_admin"])
