@@ -51,16 +51,16 @@ def one(controllers: int, tag: str, timeout: float, checkout: Path | None = None
     print(up.stdout[-3000:], flush=True)
     if up.returncode != 0:
         print(up.stderr[-3000:], file=sys.stderr, flush=True)
-    status = json.loads(run([*LAB, "--name", name, "status", "--json"], capture_output=True,
-                                       text=True).stdout or "{}")
+    status = json.loads(run([*LAB, "--name", name, "status", "--json"], capture_output=True, text=True).stdout
+                        or "{}")
     checks: list[dict] = []
     green_s = None
     lowest = mem_available_kb()
     if up.returncode == 0:
         # One run of every check, as a user runs them: with three controllers `--failover` kills one once the
         # rest is checked, and the server is built while it rejoins.
-        check = popen([*LAB, "--name", name, "check", "--json",
-                                  *(["--failover"] if controllers == 3 else [])], stdout=subprocess.PIPE, text=True)
+        check = popen([*LAB, "--name", name, "check", "--json", *(["--failover"] if controllers == 3 else [])],
+                      stdout=subprocess.PIPE, text=True)
         while check.poll() is None:
             lowest = min(lowest, mem_available_kb())
             time.sleep(1)
