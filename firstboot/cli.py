@@ -69,10 +69,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def _read(path: Path) -> str:
     try:
-        return path.read_text()
+        data = path.read_bytes()
     except OSError as exc:
         raise errors.InvalidInput(str(path), [errors.FieldProblem("(file)", f"cannot be read: {exc.strerror}")]) \
             from None
+    return document.text_of(data, str(path))
 
 
 def cmd_render(args: argparse.Namespace) -> int:

@@ -28,6 +28,14 @@ NAME_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _REGION = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _IFACE = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")
 _DEVICE = re.compile(r"^/dev/[A-Za-z0-9/_.-]+$")
+# What any document may hold, whoever wrote it: its size before parsing, and after parsing (aliases
+# expanded) how many values and how deep. The lab's controller document: 4 KB, 82 values.
+MAX_BYTES = 1024 * 1024
+MAX_VALUES = 100_000
+MAX_DEPTH = 32
+# C0 controls but tab, line feed and carriage return, and DEL: no file a document reaches carries them.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_LINE_BREAK = re.compile(r"[\r\n]")
 
 
 @dataclass(frozen=True)
@@ -186,15 +194,76 @@ class Document:
         return self.options["ceph_pool_size"] or min(3, max(1, len(self.storages)))
 
 
-def parse_text(text: str, source: str) -> dict[str, Any]:
-    """YAML or JSON text -> mapping; a `#cloud-config` user-data carries the document under `goldstack`."""
+class _StrictLoader(yaml.SafeLoader):
+    """safe_load's loader, refusing a key given twice in one mapping (YAML and JSON keep the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, (str, int, float, bool)):
+                continue  # not hashable as Python reads it: SafeLoader refuses it with its own message
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"the key {key!r} is given twice",
+                                                        key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _bounded(data: Any, path: str = "(document)") -> FieldProblem | None:
+    """The first way `data` exceeds what a document may be: too many values (aliases counted as often as
+    they are used, so a few lines cannot stand for billions), too deep, or a control character in a string."""
+    count = 0
+    stack: list[tuple[Any, str, int]] = [(data, path, 0)]
+    while stack:
+        value, where, depth = stack.pop()
+        count += 1
+        if count > MAX_VALUES:
+            return FieldProblem("(document)", f"holds more than {MAX_VALUES} values (aliases expanded); "
+                                "the lab's controller document holds 82")
+        if depth > MAX_DEPTH:
+            return FieldProblem(where, f"nests deeper than {MAX_DEPTH} levels")
+        if isinstance(value, str) and _CONTROL.search(value):
+            return FieldProblem(where, "holds a control character (NUL, ESC, ...): no configuration file can "
+                                "carry it; remove it")
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if isinstance(key, str) and (_CONTROL.search(key) or _LINE_BREAK.search(key)):
+                    return FieldProblem(f"{where}.{key!r}", "is a key with a line break or control character")
+                stack.append((item, f"{where}.{key}" if where != "(document)" else str(key), depth + 1))
+        elif isinstance(value, list):
+            stack.extend((item, f"{where}[{i}]", depth + 1) for i, item in enumerate(value))
+    return None
+
+
+def text_of(data: bytes, source: str) -> str:
+    """A document's bytes as text: UTF-8 only, or one message saying where it is not."""
     try:
-        data = yaml.safe_load(text)
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(source, [FieldProblem("(document)", f"is not UTF-8 text (byte 0x{data[exc.start]:02x} "
+                                                 f"at offset {exc.start}); save it as UTF-8")]) from None
+
+
+def parse_text(text: str, source: str) -> dict[str, Any]:
+    """YAML or JSON text -> mapping; a `#cloud-config` user-data carries the document under `goldstack`.
+    Bounded before anything reads it further: size, values, depth, control characters, repeated keys."""
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_BYTES:
+        raise InvalidInput(source, [FieldProblem("(document)", f"is {size} bytes; a document may be at most "
+                                                 f"{MAX_BYTES} (1 MiB, docs/metadata.md)")])
+    try:
+        data = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader: no tags but YAML's own
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise InvalidInput(source, [FieldProblem("(document)", f"is not valid YAML/JSON{where}: {problem}")]) from None
+    except RecursionError:
+        raise InvalidInput(source, [FieldProblem("(document)", f"nests deeper than {MAX_DEPTH} levels")]) from None
+    problem = _bounded(data)
+    if problem:
+        raise InvalidInput(source, [problem])
     if isinstance(data, dict) and text.lstrip().startswith("#cloud-config") and "goldstack" in data:
         data = data["goldstack"]
     if not isinstance(data, dict):
@@ -229,7 +298,7 @@ class Checker:
         if not isinstance(value, str) or not value:
             self.add(f"{path}.{key}", "must be a non-empty string")
             return None
-        if pattern and not pattern.match(value):
+        if pattern and not pattern.fullmatch(value):  # not .match: `$` also matches before a final newline
             self.add(f"{path}.{key}", f"{value!r} is not valid{': ' + hint if hint else ''}")
             return None
         return value
@@ -400,21 +469,24 @@ def _check_overrides(chk: Checker, raw: Any, role: str | None) -> dict[str, dict
         smap = chk.mapping(sections, f"overrides.{target}", set(sections) if isinstance(sections, dict) else set())
         for section, keys in smap.items():
             path = f"overrides.{target}.{section}"
-            if not isinstance(section, str) or not re.match(r"^[A-Za-z0-9_.:-]+$", section):
+            if not isinstance(section, str) or not re.fullmatch(r"[A-Za-z0-9_.:-]+", section):
                 chk.add(path, "is not a valid INI section name")
                 continue
             if not isinstance(keys, dict):
                 chk.add(path, "must be a mapping of option: value")
                 continue
             for key, value in keys.items():
-                if not isinstance(key, str) or not re.match(r"^[A-Za-z0-9_.-]+$", key):
+                if not isinstance(key, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", key):
                     chk.add(f"{path}.{key}", "is not a valid option name")
-                elif not isinstance(value, (str, int, float, bool, list)) or (
-                    isinstance(value, str) and "\n" in value
-                ):
-                    chk.add(f"{path}.{key}", "must be a single-line string, number, boolean or list")
+                elif not _one_line(value) and not (isinstance(value, list) and all(_one_line(v) for v in value)):
+                    chk.add(f"{path}.{key}", "must be a single-line string, number, boolean or a list of them "
+                            "(no line break: it would start a new option or section in the file)")
             result.setdefault(target, {})[section] = dict(keys)
     return result
+
+
+def _one_line(value: Any) -> bool:
+    return isinstance(value, (int, float, bool)) or (isinstance(value, str) and not _LINE_BREAK.search(value))
 
 
 def validate(data: dict[str, Any], source: str = "document") -> Document:
@@ -423,7 +495,7 @@ def validate(data: dict[str, Any], source: str = "document") -> Document:
     top = chk.mapping(data, "(document)", {"version", "cluster", "region", "node", "peers", "vip", "networks",
                                            "secrets", "options", "overrides", "tls"},
                       {"version", "cluster", "node", "peers", "vip", "secrets", "tls"})
-    if "version" in top and top["version"] != VERSION:
+    if "version" in top and (type(top["version"]) is not int or top["version"] != VERSION):  # true == 1
         chk.add("version", f"{top['version']!r} is not supported; this agent reads version {VERSION}")
     cluster = chk.string(top, "cluster", "(document)", NAME_PATTERN, "lower-case letters, digits and '-'")
     region = chk.string(top, "region", "(document)", _REGION, "letters, digits, '_', '-' or '.'") or "RegionOne"

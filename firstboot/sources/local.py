@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from firstboot.document import text_of
 from firstboot.files import under_root as under
 from firstboot.sources.base import NODE_FILE, Found
 from firstboot.sources.userdata import extract_document
@@ -24,4 +25,4 @@ def read_file(root: Path, path: Path | None = None) -> Found | None:
     target = path or under(root, LOCAL_FILE)
     if not target.is_file():
         return None
-    return Found("file", str(target), target.read_text())
+    return Found("file", str(target), text_of(target.read_bytes(), str(target)))
