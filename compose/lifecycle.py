@@ -23,6 +23,7 @@ from compose import agents, cluster, haproxy
 from compose.labview import poll
 from compose.site import Lab, LabError
 from firstboot import catalog
+from firstboot.addresses import split_hostport
 
 DRAIN_SECONDS = 60  # the longest an API request is let finish on a node being taken out of service
 VIP_SECONDS = 30
@@ -54,13 +55,11 @@ def seal_script(vip: str, sealed: bool) -> str:
 def open_on(ss_output: str, vip: str, ports: set[int]) -> list[str]:
     """The connections of `ss -Htn` whose own end is the VIP on one of `ports`: requests a client has open
     with the VIP's holder, counted by the kernel (HAProxy does not count one it has not accepted yet)."""
+    ends = {(vip, port) for port in ports}
     open_ = []
     for line in ss_output.splitlines():
-        for token in line.split():
-            address, _, port = token.rpartition(":")
-            if address.strip("[]") == vip and port.isdigit() and int(port) in ports:
-                open_.append(line.strip())
-                break
+        if any(split_hostport(token) in ends for token in line.split()):
+            open_.append(line.strip())
     return open_
 
 

@@ -20,7 +20,7 @@ WAIT_SECONDS = 60
 def _document(args: argparse.Namespace) -> document.Document:
     path = under_root(args.root, NODE_FILE)
     try:
-        doc = document.load_text(path.read_text(), str(path))
+        doc = document.load_text(document.text_of(path.read_bytes(), str(path)), str(path))
     except OSError as exc:
         raise errors.UsageError(f"no node document at {path} ({exc.strerror}): run this on a controller") from None
     if doc.role != catalog.CONTROLLER:

@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 
 from firstboot import catalog
+from firstboot.addresses import split_hostport
 from firstboot.document import Node
 
 _PROGRAM = re.compile(r'users:\(\("([^"]+)"')
@@ -37,10 +38,9 @@ def parse_ss(text: str) -> list[Socket]:
         cols = line.split()
         if len(cols) < 5:
             continue
-        host, _, port = cols[4].rpartition(":")
-        host = host.strip("[]").split("%")[0]
+        host, port = split_hostport(cols[4])
         match = _PROGRAM.search(line)
-        found.append(Socket(cols[0], host, int(port), match.group(1) if match else ""))
+        found.append(Socket(cols[0], host, int(port or 0), match.group(1) if match else ""))
     return found
 
 
