@@ -41,6 +41,32 @@ def galera_synced(container: str, size: int) -> bool:
         ("Primary", str(size), "Synced")
 
 
+def sessions_sql(users: list[str], idle_s: int) -> str:
+    """The query listing the connections of `users`, each with 1 when closing it is harmless: it waits for its
+    client's next statement, has waited `idle_s` seconds at least, and holds no transaction open (it cuts no
+    statement and loses no uncommitted work; oslo.db checks a pooled connection as it hands it out, and
+    opens a new one)."""
+    names = ", ".join(f"'{u}'" for u in users)
+    return (f"SELECT ID, COMMAND = 'Sleep' AND TIME >= {int(idle_s)} AND ID NOT IN "
+            "(SELECT trx_mysql_thread_id FROM information_schema.INNODB_TRX) "
+            f"FROM information_schema.PROCESSLIST WHERE USER IN ({names})")
+
+
+def close_idle_sessions(container: str, users: list[str], idle_s: int = 1) -> int:
+    """Close the connections of `users` on this controller's MariaDB that sessions_sql finds idle; how many
+    stay open (busy, or idle for less than `idle_s`). A client's HAProxy session ends only when the client
+    next uses it (HAProxy passes the close on and waits for the client's), so MariaDB's count is the one
+    that says when the database has no client left."""
+    rows = [line.split("\t") for line in _exec(container, "mariadb", "-N", "-B", "-e",
+                                                sessions_sql(users, idle_s)).splitlines()]
+    idle = [row[0] for row in rows if len(row) == 2 and row[0].isdigit() and row[1] == "1"]
+    if idle:
+        # --force on standard input: one that ended meanwhile (its KILL fails) does not stop the others.
+        subprocess.run(["docker", "exec", "-i", container, "mariadb", "--force"], capture_output=True, text=True,
+                       input="".join(f"KILL CONNECTION {i};\n" for i in idle), timeout=30)
+    return len(rows) - len(idle)
+
+
 def rabbitmq_running(container: str) -> list[str]:
     """The RabbitMQ nodes running in this controller's cluster, as its CLI sees them."""
     out = _exec(container, "rabbitmqctl", "-q", "cluster_status", "--formatter", "json", timeout=60)

@@ -130,7 +130,7 @@ class Operator:
     def take_out(self, node: str) -> None:
         """No request reaches `node`'s services any more, and none is cut: every other HAProxy drains its
         API servers, the VIP leaves it if it holds it, then its servers (the database's too) go to
-        maintenance and the sessions the VIP's holder had on its database are closed."""
+        maintenance and the sessions the VIP's holder had on its database end (release_database)."""
         others = self.controller_containers(but=node)
         if not others:
             raise LabError(f"{node} is the only controller: the cloud cannot serve while it restarts")
@@ -145,11 +145,31 @@ class Operator:
             haproxy.set_state(container, node, "maint")
         holder = cluster.vip_holder(others, self.vip)
         if holder:
-            haproxy.shutdown_sessions(others[holder], GALERA, node)
+            self.release_database(node, others[holder])
 
-    @staticmethod
-    def _api_sessions(container: str, node: str) -> int:
-        return sum(r.sessions for r in haproxy.stats(container) if r.proxy != GALERA and r.server == node)
+    def release_database(self, node: str, holder: str) -> int:
+        """The sessions the VIP's holder (container `holder`) has on `node`'s database end, none cut in a
+        statement or a transaction: the idle ones are closed on `node` until none is left (a client's next
+        statement then opens a new connection, which goes to the next writer), and only what is still busy
+        after DRAIN_SECONDS is cut. How many were cut (0 unless a client kept one busy throughout).
+        The database must already be in maintenance in every HAProxy (no new session goes to it)."""
+        container = self.containers()[node]
+        users = list(catalog.DATABASE_USERS)
+        left = 0
+
+        def released() -> bool:
+            nonlocal left
+            left = cluster.close_idle_sessions(container, users)
+            return left == 0
+
+        cut = 0
+        try:
+            wait_for(f"the database sessions on {node} to end", released, DRAIN_SECONDS, 0.5)
+        except LabError as error:
+            cut = left
+            self.say(f"{node}: {error}; cutting the {cut} left")
+        haproxy.shutdown_sessions(holder, GALERA, node)  # the closed ones' client sides, and what is left
+        return cut
 
     def move_vip(self, node: str) -> None:
         """The VIP moves from `node` to another controller, no request cut: clients' new connections to it

@@ -27,6 +27,8 @@ import pytest
 import requests
 import yaml
 
+from compose import cluster, haproxy
+from compose.lifecycle import Operator
 from compose.site import Lab, derive_inventory  # the lab command's own view of its containers
 from firstboot import catalog, document, listening, tls
 from firstboot import secrets as secretspec
@@ -462,6 +464,81 @@ def test_fernet_keys_rotate_in_galera_and_every_controller_follows(ha_lab):
     while (agent := {n["node"]: n["agent"] for n in status_of(name)["nodes"]}["ctl3"]) != "done":
         assert agent != "failed" and time.monotonic() < deadline, f"ctl3's agent after the restart: {agent}"
         time.sleep(5)  # the tests after this one change the lab: ctl3's boot run finishes first
+
+
+# Run on a controller, keystone's database password on stdin: three sessions through the VIP on the Galera
+# writer, one idle, one in a 10 s statement, one holding a transaction open for 12 s. Prints "ready" once all
+# three are open, then what became of each.
+HELD_SESSIONS = """
+import json, sys, threading, time, pymysql
+vip, password = sys.stdin.read().split("\\n", 1)
+def connect():
+    return pymysql.connect(host=vip, user="keystone", password=password, database="keystone", connect_timeout=10,
+                           read_timeout=60, ssl={"ca": "/etc/ssl/goldstack/ca.pem"})
+idle, busy, in_trx = connect(), connect(), connect()
+out = {}
+def statement():
+    with busy.cursor() as cur:
+        cur.execute("SELECT SLEEP(10)")
+        out["busy"] = cur.fetchone()[0]  # 0: slept to the end; 1: interrupted
+thread = threading.Thread(target=statement)
+thread.start()
+with in_trx.cursor() as cur:
+    cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+    cur.execute("SELECT COUNT(*) FROM project")
+    print("ready", flush=True)
+    time.sleep(12)  # the client's own think time, inside its transaction
+    cur.execute("SELECT COUNT(*) FROM project")
+    in_trx.commit()
+    out["in_trx"] = "committed"
+thread.join()
+try:
+    with idle.cursor() as cur:
+        cur.execute("SELECT 1")
+    out["idle"] = "open"
+except pymysql.err.OperationalError as exc:
+    out["idle"] = exc.args[0]
+print(json.dumps(out))
+"""
+
+
+def test_the_database_writer_moves_without_cutting_a_statement_or_a_transaction(ha_lab):
+    """What `roll` does to the writer it replaces: in maintenance in every HAProxy, then its sessions end as
+    each goes idle; a statement running and a transaction open meanwhile finish, an idle session is closed."""
+    name, _, _, _ = ha_lab
+    secrets = yaml.safe_load((TOP / "build" / "lab" / name / "site.secrets.yaml").read_text())
+    operator = Operator(Lab(name))
+    controllers = operator.controller_containers()
+    holder = cluster.vip_holder(controllers, operator.vip)
+    client = subprocess.Popen(["docker", "exec", "-i", controllers["ctl3"], "python3", "-c", HELD_SESSIONS],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    writer = None
+    try:
+        client.stdin.write(f"{operator.vip}\n{secrets['db_keystone']}")
+        client.stdin.close()
+        client.stdin = None  # told all it needs: communicate() below only reads
+        assert client.stdout.readline().strip() == "ready", client.stderr.read()[-3000:]
+        writers = {r.server for r in haproxy.stats(controllers[holder])
+                   if r.proxy == "galera" and r.sessions and r.server in controllers}
+        assert len(writers) == 1, writers
+        writer = writers.pop()
+        for container in controllers.values():
+            haproxy.set_state(container, writer, "maint", ["galera"])
+        started = time.monotonic()
+        cut = operator.release_database(writer, controllers[holder])
+        took = time.monotonic() - started
+        out, err = client.communicate(timeout=120)
+    finally:
+        if client.poll() is None:
+            client.kill()
+        for container in controllers.values():
+            if writer:
+                haproxy.set_state(container, writer, "ready", ["galera"])
+    assert client.returncode == 0, err[-3000:]
+    held = json.loads(out)
+    assert (held["busy"], held["in_trx"]) == (0, "committed"), held
+    assert held["idle"] in (1927, 2006, 2013), held  # killed, gone away or lost: closed by the server
+    assert cut == 0 and took >= 10, (cut, took)  # it waited for the statement and the transaction
 
 
 def container_of(name: str, node: str) -> str:
