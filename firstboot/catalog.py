@@ -421,8 +421,10 @@ def files_for(role: str, features: frozenset[str] | set[str]) -> list[ConfigFile
     return [f for f in CONFIG_FILES if role in f.roles and (not f.when or f.when in features)]
 
 
-def override_targets(role: str) -> set[str]:
-    return {f.override for f in CONFIG_FILES if role in f.roles and f.override}
+def override_targets(role: str, features: frozenset[str] | None = None) -> set[str]:
+    """The files a node of `role` may override; with the site's `features`, only those it renders."""
+    return {f.override for f in CONFIG_FILES if role in f.roles and f.override
+            and (features is None or not f.when or f.when in features)}
 
 
 def units_of(service: str, role: str) -> tuple[str, ...]:

@@ -12,14 +12,17 @@ random on a node and the clients' keyrings on controllers and computes match fro
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
+import stat
 import uuid
 from pathlib import Path
 from typing import Any
 
 from firstboot import catalog, files, proc
 from firstboot.document import Document
+from firstboot.errors import GoldstackError
 
 CLUSTER = "ceph"
 MON_KEYRING = "/etc/goldstack/ceph/ceph.mon.keyring"
@@ -163,11 +166,41 @@ def osd_id(doc: Document) -> int:
     return int(ceph("osd", "new", osd_uuid(doc)).strip())
 
 
+class DeviceRefused(GoldstackError):
+    """The OSD's device is not one the step may take."""
+
+
+def signatures(device: str) -> list[str]:
+    """What blkid finds on `device` (a file system, a partition table, an old OSD's label): the data an OSD
+    made on it would destroy. Empty when it holds none."""
+    found = proc.run(["blkid", "-p", "-o", "export", device], ok_codes=(0, 2)).stdout  # 2: nothing found
+    fields = dict(line.split("=", 1) for line in found.splitlines() if "=" in line)
+    return [f"{what} {fields[key]}" for key, what in (("TYPE", "a file system or label:"),
+                                                       ("PTTYPE", "a partition table:")) if key in fields]
+
+
+def check_osd_device(device: str, wipe: bool) -> None:
+    """Refuse a device that is no block device, or that holds data, unless the document says to wipe it."""
+    try:
+        mode = os.stat(device).st_mode
+    except OSError as exc:
+        raise DeviceRefused(f"osd_device {device}: {exc.strerror}") from None
+    if not stat.S_ISBLK(mode):
+        raise DeviceRefused(f"osd_device {device} is not a block device")
+    if (found := signatures(device)) and not wipe:
+        raise DeviceRefused(f"osd_device {device} holds {'; '.join(found)}. It is left as it is; to let the OSD "
+                            "step erase it, set options.ceph_osd_wipe: true")
+    if found:
+        proc.run(["wipefs", "--all", device])
+
+
 def make_osd(doc: Document, root: Path, osd: int) -> bool:
     """A BlueStore OSD on the node's data disk when the document names one, else on a file."""
     data = root / osd_dir(osd).lstrip("/")
     if (data / "goldstack-ready").exists():
         return False
+    if doc.node.osd_device:
+        check_osd_device(doc.node.osd_device, doc.options["ceph_osd_wipe"])
     if data.exists():
         shutil.rmtree(data)
     data.mkdir(parents=True)

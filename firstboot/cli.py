@@ -53,6 +53,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     return errors.EXIT_OK if result.ok else errors.EXIT_STEP_FAILED
 
 
+def _load(text: str, source: str) -> document.Document:
+    """A document every command reads alike: valid, and naming only steps its role has (options.stop_after)."""
+    doc = document.load_text(text, source)
+    agent.plan_of(agent.ALL_STEPS, doc, None, source)
+    return doc
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     if args.file:
         text = sys.stdin.read() if str(args.file) == "-" else _read(args.file)
@@ -60,7 +67,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     else:
         opts, only = _source_options(args)
         found = sources.discover(opts, only)
-    doc = document.load_text(found.text, f"{found.source} document ({found.where})")
+    doc = _load(found.text, f"{found.source} document ({found.where})")
     print(f"valid: node {doc.node.name} ({doc.role}) of cluster {doc.cluster}: {len(doc.controllers)} "
           f"controller(s), {len(doc.computes)} compute, {len(doc.storages)} storage; "
           f"{len(doc.secrets)} secrets; from {found.source} ({found.where})")
@@ -77,7 +84,7 @@ def _read(path: Path) -> str:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    doc = document.load_text(_read(args.document), str(args.document))
+    doc = _load(_read(args.document), str(args.document))
     facts = render.Facts(management_interface=args.interface, virt_type=args.virt_type)
     started = time.perf_counter()
     tree = render.render_tree(doc, facts)
@@ -98,7 +105,7 @@ def cmd_changes(args: argparse.Namespace) -> int:
 
     text = sys.stdin.read() if str(args.document) == "-" else _read(args.document)
     source = "document from standard input" if str(args.document) == "-" else str(args.document)
-    doc = document.load_text(text, source)
+    doc = _load(text, source)
     REDACT.add(doc.private_strings)
     found = changes.of(doc, args.root, StateStore(default_path(args.root, args.state)), source,
                        owners=not args.no_chown)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
+import posixpath
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,7 +28,10 @@ NETWORKS = ("management", "tunnel", "provider", "storage")
 NAME_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _REGION = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _IFACE = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")
-_DEVICE = re.compile(r"^/dev/[A-Za-z0-9/_.-]+$")
+_DEVICE = re.compile(r"^/dev/[A-Za-z0-9/_.:-]+$")
+_VOLUME_GROUP = re.compile(r"[A-Za-z0-9+_.][A-Za-z0-9+_.-]{0,126}")
+_HOST_NAME = re.compile(r"(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}"
+                        r"[A-Za-z0-9])?)*\.?")
 # What any document may hold, whoever wrote it: its size before parsing, and after parsing (aliases
 # expanded) how many values and how deep. The lab's controller document: 4 KB, 82 values.
 MAX_BYTES = 1024 * 1024
@@ -64,18 +68,36 @@ def _boolean(v: Any) -> str | None:
     return None if isinstance(v, bool) else "must be true or false"
 
 
+def _matching(pattern: re.Pattern, what: str) -> Callable[[Any], str | None]:
+    return lambda v: None if isinstance(v, str) and pattern.fullmatch(v) else f"must be {what}"
+
+
 def _host_list(v: Any) -> str | None:
     if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):
         return "must be a list of host names or addresses"
+    for x in v:
+        if not _HOST_NAME.fullmatch(x) and not _is_address(x):
+            return f"{x!r} is neither a host name (letters, digits, '-' and '.') nor an IP address"
     return None
+
+
+def _is_address(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
 
 
 OPTIONS: dict[str, Option] = {
     "cinder_backend": Option("rbd", _one_of("rbd", "lvm"), "rbd (Ceph) or lvm (LVM + iSCSI, needs device-mapper)"),
-    "lvm_volume_group": Option("cinder-volumes", lambda v: None if isinstance(v, str) and v else "must be a name",
+    "lvm_volume_group": Option("cinder-volumes", _matching(_VOLUME_GROUP, "a volume group name: letters, digits "
+                                                         "and + _ . - (not first), at most 127"),
                                "volume group of the lvm backend"),
     "virt_type": Option("auto", _one_of("auto", "kvm", "qemu"), "auto probes whether a KVM guest can start"),
     "ceph_osd_file_size_gb": Option(8, _int_range(1, 4096), "size of the file-backed OSD when no disk is named"),
+    "ceph_osd_wipe": Option(False, _boolean, "let the OSD step erase an osd_device that holds a file system, a "
+                            "partition table or an old OSD (else it is refused and left as it is)"),
     "ceph_pool_size": Option(0, _int_range(0, 3), "replicas per pool; 0 = min(3, number of storage nodes)"),
     "ceph_osd_memory_mb": Option(1024, _int_range(896, 65536),
                                  "memory each OSD aims to use for caches (Ceph's minimum is 896)"),
@@ -304,11 +326,28 @@ class Checker:
         return value
 
     def address(self, value: Any, path: str) -> str | None:
+        """A node's or the VIP's address: one a host can be reached at, in its shortest form."""
         try:
-            return str(ipaddress.ip_address(str(value)))
+            ip = ipaddress.ip_address(value if isinstance(value, str) else str(value))
         except ValueError:
             self.add(path, f"{value!r} is not an IP address")
             return None
+        if why := _unusable(ip):
+            self.add(path, f"{value} is {why}; no node or VIP can have it")
+            return None
+        return str(ip)
+
+
+def _unusable(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+    """Why no host can be reached at `ip`, if so."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        return "an IPv4-mapped IPv6 address (write the IPv4 address itself)"
+    for why, test in (("the unspecified address", ip.is_unspecified), ("a loopback address", ip.is_loopback),
+                      ("a multicast address", ip.is_multicast), ("a link-local address", ip.is_link_local),
+                      ("a reserved address", ip.is_reserved)):
+        if test:
+            return why
+    return None
 
 
 def parse_node(chk: Checker, raw: Any, path: str, role: str | None) -> Node | None:
@@ -335,6 +374,10 @@ def parse_node(chk: Checker, raw: Any, path: str, role: str | None) -> Node | No
             if net in NETWORKS and (iface := chk.string(imap, net, f"{path}.interfaces", _IFACE, "an interface name")):
                 interfaces[net] = iface
     osd_device = chk.string(data, "osd_device", path, _DEVICE, "a block device path like /dev/vdb")
+    if osd_device and (posixpath.normpath(osd_device) != osd_device or osd_device.startswith("//")):
+        chk.add(f"{path}.osd_device", f"{osd_device!r} is not a plain device path: write it without '.', '..', "
+                "'//' or a final '/', like /dev/vdb (the OSD step takes the device it names)")
+        osd_device = None
     if name is None or node_role is None:
         return None
     return Node(name, node_role, addresses, interfaces, osd_device)
@@ -410,13 +453,40 @@ def check_networks(chk: Checker, raw: Any, entries: list[Entry], vip: str | None
             chk.add(f"networks.{net}", f"{cidr!r} is not a network in CIDR form like 10.10.0.0/24")
             continue
         nets[net] = str(network)
-        for where, n in entries:
-            ip = n.addresses.get(net)
-            if ip and ipaddress.ip_address(ip) not in network:
-                chk.add(f"{where}.addresses.{net}", f"{ip} is outside networks.{net} ({network})")
-        if net == "management" and vip and ipaddress.ip_address(vip) not in network:
-            chk.add("vip.address", f"{vip} is outside networks.management ({network})")
+        placed = [(f"{where}.addresses.{net}", n.addresses.get(net)) for where, n in entries]
+        if net == "management":
+            placed.append(("vip.address", vip))
+        for path, ip in placed:
+            if ip and (why := _outside(ipaddress.ip_address(ip), network)):
+                chk.add(path, f"{ip} is {why} networks.{net} ({network})")
     return nets
+
+
+def _outside(ip: ipaddress.IPv4Address | ipaddress.IPv6Address,
+             network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str | None:
+    """Why `ip` cannot be a host of `network`: outside it, or its network or broadcast address."""
+    if ip not in network:
+        return "outside"
+    if network.num_addresses > 2 and ip == network.network_address:
+        return "the network address of"
+    if network.version == 4 and network.num_addresses > 2 and ip == network.broadcast_address:
+        return "the broadcast address of"
+    return None
+
+
+def check_one_family(chk: Checker, entries: list[Entry], vip: str | None) -> None:
+    """Every node's address on one network, and the VIP with the management addresses, are of one IP version:
+    the services bind one address family per network."""
+    for net in NETWORKS:
+        placed = [(f"{where}.addresses.{net}", n.addresses[net]) for where, n in entries if net in n.addresses]
+        if net == "management" and vip:
+            placed.insert(0, ("vip.address", vip))
+        if placed:
+            first = ipaddress.ip_address(placed[0][1]).version
+            for path, ip in placed[1:]:
+                if ipaddress.ip_address(ip).version != first:
+                    chk.add(path, f"{ip} is IPv{6 if first == 4 else 4} but {placed[0][0]} is IPv{first}: "
+                            f"give every {net} address (and the VIP) one IP version")
 
 
 def check_options(chk: Checker, raw: Any) -> dict[str, Any]:
@@ -518,10 +588,13 @@ def validate(data: dict[str, Any], source: str = "document") -> Document:
                       node.osd_device or me.osd_device)
 
     networks = check_networks(chk, top.get("networks", {}), entries, vip)
+    check_one_family(chk, entries, vip)
     role = node.role if node else None
     secret_values = _check_secrets(chk, top["secrets"], role) if "secrets" in top else {}
     options = check_options(chk, top.get("options", {}))
-    overrides = _check_overrides(chk, top.get("overrides", {}), role)
+    # Which overrides a node may have follows from its role: unknown, they are not judged (the role's own
+    # message says why).
+    overrides = _check_overrides(chk, top.get("overrides", {}), role) if role else {}
     if "tls" in top:
         _check_tls(chk, top["tls"], me, vip, vip_hostname)
 
@@ -529,9 +602,15 @@ def validate(data: dict[str, Any], source: str = "document") -> Document:
         raise InvalidInput(source, chk.problems)
     assert cluster and me and vip  # guaranteed when no problem was found
     canonical = json.dumps(data, sort_keys=True, default=str).encode()
-    return Document(cluster=cluster, region=region, node=me, peers=peers, vip=vip, vip_hostname=vip_hostname,
-                    networks=networks, secrets=secret_values, options=options, overrides=overrides,
-                    fingerprint=hashlib.sha256(canonical).hexdigest()[:16], tls=tls.NodeTls(**top["tls"]))
+    doc = Document(cluster=cluster, region=region, node=me, peers=peers, vip=vip, vip_hostname=vip_hostname,
+                   networks=networks, secrets=secret_values, options=options, overrides=overrides,
+                   fingerprint=hashlib.sha256(canonical).hexdigest()[:16], tls=tls.NodeTls(**top["tls"]))
+    rendered = catalog.override_targets(me.role, doc.features)
+    if unrendered := sorted(set(overrides) - rendered):
+        raise InvalidInput(source, [FieldProblem(f"overrides.{t}", f"this site renders no {t} file for a {me.role} "
+                                                 "(Ceph's needs storage nodes; cinder's LVM needs cinder_backend lvm)"
+                                                 "; remove the override") for t in unrendered])
+    return doc
 
 
 def load_text(text: str, source: str) -> Document:

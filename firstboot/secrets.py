@@ -35,6 +35,12 @@ KNOWN_DEFAULTS = frozenset(
 # Install-guide placeholders such as RABBIT_PASS or KEYSTONE_DBPASS.
 _PLACEHOLDER = re.compile(r"^[A-Z0-9_]*(PASS|DBPASS|SECRET|PASSWORD)$")
 MIN_PASSWORD_LENGTH = 16
+# What a password may hold besides ASCII letters and digits: what every file it reaches reads back as given,
+# written plainly. Left out, with why: $ (oslo.config reads $name as a reference to another option), # and ;
+# (comments in MariaDB's option files and rabbitmq.conf), \ (an escape in MariaDB's option files), ' and "
+# (a quoted value loses its quotes), % (Python's configparser interpolation), white space (trimmed), and
+# the shell's and globbing characters (Galera's SST scripts pass the password through the shell).
+PASSWORD_SYMBOLS = "-_.+=@:/,"
 REDACTED = "***"
 
 
@@ -74,6 +80,9 @@ def _check_password(value: object) -> str | None:
         return f"is too short ({len(value)} characters); use at least {MIN_PASSWORD_LENGTH}"
     if any(c.isspace() for c in value):
         return "must not contain white space"
+    if bad := sorted({c for c in value if not (c.isascii() and c.isalnum()) and c not in PASSWORD_SYMBOLS}):
+        return (f"holds {' '.join(bad)}: a password may hold ASCII letters, digits and {' '.join(PASSWORD_SYMBOLS)} "
+                "only (the configuration files it reaches would read others differently; docs/metadata.md)")
     return None
 
 
@@ -92,10 +101,12 @@ def _check_fernet_keys(value: object) -> str | None:
 
 
 def _check_cookie(value: object) -> str | None:
-    if not isinstance(value, str) or not value:
+    if not isinstance(value, str):
+        return "must be a string of letters and digits (quote it in YAML if it is all digits)"
+    if not value:
         return "is empty; generate one with `python -m firstboot seed`"
-    if len(value) < 20 or not value.isalnum():
-        return "must be at least 20 letters or digits"
+    if not 20 <= len(value) <= 255 or not (value.isascii() and value.isalnum()):
+        return "must be 20 to 255 ASCII letters or digits (what Erlang accepts as a cookie)"
     if value.lower() in KNOWN_DEFAULTS:
         return "is a well-known default; use a generated cookie"
     return None
@@ -113,9 +124,11 @@ def _check_ceph_key(value: object) -> str | None:
 
 def _check_uuid(value: object) -> str | None:
     try:
-        uuid.UUID(str(value))
+        canonical = str(uuid.UUID(str(value)))
     except ValueError:
         return "is not a UUID"
+    if value != canonical:
+        return f"must be written as a plain lower-case UUID, like {canonical}"
     return None
 
 

@@ -10,10 +10,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class MetadataServer:
     """Serves user-data; `fail_first` requests answer 503 to exercise the client's retries."""
 
-    def __init__(self, user_data: str | None, fail_first: int = 0, ec2_only: bool = False):
+    def __init__(self, user_data: str | None, fail_first: int = 0, ec2_only: bool = False,
+                 trickle: float = 0.0, padding: int = 0):
         self.user_data = user_data
         self.fail_first = fail_first
         self.ec2_only = ec2_only
+        self.trickle = trickle  # seconds between the bytes of each body: a server as slow as a hostile one
+        self.padding = padding  # bytes of comment added to the user-data
+        self.stopping = threading.Event()
         self.requests: list[str] = []
         server = self
 
@@ -29,9 +33,10 @@ class MetadataServer:
                     "/latest/meta-data/": b"instance-id\nlocal-hostname\n",
                 }
                 if server.user_data is not None:
+                    user_data = (server.user_data + "\n#" + "x" * server.padding).encode()
                     if not server.ec2_only:
-                        routes["/openstack/latest/user_data"] = server.user_data.encode()
-                    routes["/latest/user-data"] = server.user_data.encode()
+                        routes["/openstack/latest/user_data"] = user_data
+                    routes["/latest/user-data"] = user_data
                 body = routes.get(self.path)
                 return self._send(200, body) if body is not None else self._send(404, b"not found")
 
@@ -39,7 +44,14 @@ class MetadataServer:
                 self.send_response(code)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(body)
+                if not server.trickle:
+                    self.wfile.write(body)
+                    return
+                for i in range(len(body)):
+                    if server.stopping.wait(server.trickle):
+                        return
+                    self.wfile.write(body[i:i + 1])
+                    self.wfile.flush()
 
             def log_message(self, *args):
                 pass
@@ -53,5 +65,6 @@ class MetadataServer:
         return self
 
     def __exit__(self, *exc) -> None:
+        self.stopping.set()
         self.httpd.shutdown()
         self.httpd.server_close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 import yaml
 
 from firstboot import document, seed, sources
-from firstboot.errors import NoMetadata
+from firstboot.errors import NoMetadata, SourceError
 from firstboot.sources import metadata_http
 from tests.metadata_server import MetadataServer
 
@@ -117,6 +118,23 @@ def test_no_metadata_service_falls_through_quickly():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     assert metadata_http.read(f"http://127.0.0.1:{port}", attempts=2, backoff=0.01) is None
+
+
+def test_a_metadata_service_that_trickles_is_given_up_on_within_the_attempt_deadline(seeds):
+    """One byte every 50 ms never trips the 30 s read timeout; each attempt still ends at its deadline."""
+    with MetadataServer((seeds / "nocloud/user-data").read_text(), trickle=0.05) as server:
+        started = time.monotonic()
+        with pytest.raises(SourceError, match=r"gave no whole answer within 0.5s in 2 attempts"):
+            metadata_http.read(server.url, attempts=2, backoff=0, read_timeout=30, attempt_seconds=0.5)
+        took = time.monotonic() - started
+        assert server.requests.count("/openstack/latest/user_data") == 2
+    assert took < 20, took  # the whole body would take minutes at this pace
+
+
+def test_a_metadata_answer_larger_than_any_document_is_refused(seeds):
+    big = MetadataServer((seeds / "nocloud/user-data").read_text(), padding=document.MAX_BYTES)
+    with big as server, pytest.raises(SourceError, match=f"sent more than {document.MAX_BYTES} bytes"):
+        metadata_http.read(server.url, backoff=0)
 
 
 def test_cloud_init_user_data_and_local_file(tmp_path, seeds, node_doc):
