@@ -20,37 +20,45 @@ def ini_value(value: Any) -> str:
 
 
 def merge(text: str, overrides: dict[str, dict[str, Any]]) -> str:
-    """Set each override: replace the key where the section has it, else append it to the section."""
+    """Set each override: replace the key where the section has it (its first block, the key's first line),
+    else add it at the end of that block, else add the section at the end. One pass over the text and one
+    over the overrides: a document's thousands of keys cost what they number, not its square."""
     lines = text.splitlines()
-    for section, keys in overrides.items():
-        for key, value in keys.items():
-            lines = _set(lines, section, key, ini_value(value))
-    return "\n".join(lines) + "\n"
-
-
-def _set(lines: list[str], section: str, key: str, value: str) -> list[str]:
-    current = None
-    end_of_section = None
+    blocks: dict[str, tuple[int, int]] = {}  # section -> (first line after its header, end) of its first block
+    keys: dict[tuple[str, str], int] = {}  # (section, key) -> the key's first line in that block
+    current, start = None, 0
+    for i, line in enumerate([*lines, "[ ]"]):  # a sentinel header closes the last block
+        if match := _SECTION.match(line):
+            if current is not None and current not in blocks:
+                blocks[current] = (start, i)
+            current, start = match.group(1).strip(), i + 1
+        elif current is not None and current not in blocks and (key := _KEY.match(line)):
+            keys.setdefault((current, key.group(1)), i)
+    replaced: dict[int, str] = {}
+    added: dict[int, list[str]] = {}  # lines to add before line i (len(lines): at the end of the text)
+    new_sections: dict[str, list[str]] = {}
+    for section, options in overrides.items():
+        for key, value in options.items():
+            line = f"{key} = {ini_value(value)}"
+            if (section, key) in keys:
+                replaced[keys[section, key]] = line
+            elif section in blocks:
+                first, end = blocks[section]
+                while end > first and not lines[end - 1].strip():
+                    end -= 1
+                added.setdefault(end, []).append(line)
+            else:
+                new_sections.setdefault(section, []).append(line)
+    out: list[str] = []
     for i, line in enumerate(lines):
-        match = _SECTION.match(line)
-        if match:
-            if current == section:
-                end_of_section = i
-                break
-            current = match.group(1).strip()
-            continue
-        key_match = _KEY.match(line)
-        if current == section and key_match and key_match.group(1) == key:
-            return [*lines[:i], f"{key} = {value}", *lines[i + 1:]]
-    if current == section and end_of_section is None:
-        end_of_section = len(lines)
-    if end_of_section is None:
-        suffix = [""] if lines and lines[-1].strip() else []
-        return [*lines, *suffix, f"[{section}]", f"{key} = {value}"]
-    insert_at = end_of_section
-    while insert_at > 0 and not lines[insert_at - 1].strip():
-        insert_at -= 1
-    return [*lines[:insert_at], f"{key} = {value}", *lines[insert_at:]]
+        out.extend(added.get(i, ()))
+        out.append(replaced.get(i, line))
+    out.extend(added.get(len(lines), ()))
+    for section, options in new_sections.items():
+        if out and out[-1].strip():
+            out.append("")
+        out.extend([f"[{section}]", *options])
+    return "\n".join(out) + "\n"
 
 
 def check(text: str) -> str | None:
