@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from firstboot import ini
+
 # The node roles: each is one golden image and one plan of first-boot steps.
 CONTROLLER, COMPUTE, STORAGE = "controller", "compute", "storage"
 ROLES = (CONTROLLER, COMPUTE, STORAGE)
@@ -419,6 +421,14 @@ DIRECTORIES: tuple[Directory, ...] = (
 def files_for(role: str, features: frozenset[str] | set[str]) -> list[ConfigFile]:
     """The files a node of `role` gets on a site with these features."""
     return [f for f in CONFIG_FILES if role in f.roles and (not f.when or f.when in features)]
+
+
+# Override targets whose file is not read by oslo.config (firstboot.ini encodes for that reader only).
+OVERRIDE_READERS: dict[str, str] = {"galera": ini.MARIADB, "ceph": ini.CEPH}
+
+
+def override_reader(target: str) -> str:
+    return OVERRIDE_READERS.get(target, ini.OSLO)
 
 
 def override_targets(role: str, features: frozenset[str] | None = None) -> set[str]:

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from firstboot import catalog, tls
+from firstboot import catalog, ini, tls
 from firstboot import secrets as secretspec
 from firstboot.addresses import hostport
 from firstboot.errors import FieldProblem, InvalidInput
@@ -39,7 +39,9 @@ MAX_VALUES = 100_000
 MAX_DEPTH = 32
 # C0 controls but tab, line feed and carriage return, and DEL: no file a document reaches carries them.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-_LINE_BREAK = re.compile(r"[\r\n]")
+# Line breaks as any reader may take them: Python's str.splitlines also breaks at NEL and the Unicode line and
+# paragraph separators.
+_LINE_BREAK = re.compile("[\r\n\x85\u2028\u2029]")
 
 
 @dataclass(frozen=True)
@@ -551,6 +553,8 @@ def _check_overrides(chk: Checker, raw: Any, role: str | None) -> dict[str, dict
                 elif not _one_line(value) and not (isinstance(value, list) and all(_one_line(v) for v in value)):
                     chk.add(f"{path}.{key}", "must be a single-line string, number, boolean or a list of them "
                             "(no line break: it would start a new option or section in the file)")
+                elif why := ini.value_problem(value, catalog.override_reader(target)):
+                    chk.add(f"{path}.{key}", why)
             result.setdefault(target, {})[section] = dict(keys)
     return result
 

@@ -228,7 +228,7 @@ def render_tree(doc: Document, facts: Facts | None = None) -> dict[str, Rendered
             failures.append(f"{spec.path} ({name}): template error: {exc}")
             continue
         if spec.override and spec.override in doc.overrides:
-            text = ini.merge(text, doc.overrides[spec.override])
+            text = ini.merge(text, doc.overrides[spec.override], catalog.override_reader(spec.override))
         if problem := _syntax_problem(spec.path, text, spec.override is not None):
             failures.append(f"{spec.path}: rendered text does not parse: {problem}")
             continue

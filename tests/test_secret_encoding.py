@@ -25,7 +25,7 @@ from firstboot import secrets as secretspec
 PASSWORDS = [s.name for s in secretspec.SECRETS if s.kind is secretspec.PASSWORD]
 ALLOWED = string.ascii_letters + string.digits + secretspec.PASSWORD_SYMBOLS
 # Printable ASCII (every symbol a keyboard gives) and a few characters beyond it.
-HOSTILE = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E) | st.sampled_from("é€\u00a0\u2028"),
+HOSTILE = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E) | st.sampled_from("é€\u00a0\u2028\x85"),
                   min_size=16, max_size=40)
 
 
@@ -70,7 +70,7 @@ def _mariadb_values(text: str) -> list[str]:
     value in matching quotes loses them, and \\b \\t \\n \\r \\\\ \\s are escapes."""
     escapes = {"b": "\b", "t": "\t", "n": "\n", "r": "\r", "\\": "\\", "s": " "}
     values = []
-    for line in text.splitlines():
+    for line in text.split("\n"):
         line = line.strip()
         if not line or line[0] in "#;[" or "=" not in line:
             continue
@@ -199,3 +199,63 @@ def test_a_document_with_such_a_password_is_refused_by_field(doc_of, value):
     with pytest.raises(document.InvalidInput) as info:
         document.validate(data)
     assert str(info.value.problems[0]).startswith("secrets.user_nova: holds ")
+
+
+def _override_read_back(doc_of, target: str, path: str, value) -> tuple[str, document.Document] | None:
+    """The rendered `path` (and its document) with [probe] check_value overridden by `value`; None if refused."""
+    data = doc_of("ctl1")
+    data["overrides"] = {target: {"probe": {"check_value": value}}}
+    try:
+        doc = document.validate(data)
+    except document.InvalidInput as exc:
+        assert [str(p) for p in exc.problems if "check_value" in str(p)], exc
+        return None
+    text = render.render_tree(doc)[path].content.decode()
+    return text, doc
+
+
+def _breaks_a_line(value) -> bool:
+    return any(set(v) & set("\r\n\x85\u2028\u2029") for v in (value if isinstance(value, list) else [value]))
+
+
+SCALARS = HOSTILE.filter(lambda v: "\n" not in v and "\r" not in v) | st.text(max_size=6)
+
+
+@given(value=SCALARS | st.lists(SCALARS, min_size=1, max_size=3))
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@example(value="$state_path/x")
+@example(value="'quoted'")
+@example(value="  padded  ")
+@example(value='"')
+@example(value=["a,b", "c"])
+def test_an_override_value_reads_back_through_oslo_config_or_is_refused(tmp_path_factory, doc_of, value):
+    found = _override_read_back(doc_of, "nova", "/etc/nova/nova.conf", value)
+    if found is None:
+        # What a comma-separated list cannot carry: an empty item, outer white space, a comma or a quote.
+        assert _breaks_a_line(value) or (isinstance(value, list) and any(
+            not v or v != v.strip() or set(v) & set(",'\"") for v in value))
+        return
+    text, _ = found
+    path = tmp_path_factory.mktemp("nova") / "nova.conf"
+    path.write_text(text)
+    sections: dict = {}
+    cfg.ConfigParser(str(path), sections).parse()
+    conf = cfg.ConfigOpts()
+    conf.register_opt(cfg.ListOpt("check_value") if isinstance(value, list) else cfg.StrOpt("check_value"),
+                      group="probe")
+    conf(args=[], default_config_files=[str(path)], use_env=False)
+    assert conf.probe.check_value == value
+
+
+@given(value=SCALARS)
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@example(value="a # not a comment")
+@example(value="back\\slash")
+def test_a_mariadb_override_value_reads_back_or_is_refused(doc_of, value):
+    found = _override_read_back(doc_of, "galera", "/etc/mysql/mariadb.conf.d/99-goldstack.cnf", value)
+    if found is None:
+        assert _breaks_a_line(value) or set(value) & set("#;\\\"'$") or value != value.strip()
+        return
+    text, _ = found
+    section = text[text.index("[probe]"):]
+    assert _mariadb_values(section)[0] == value
