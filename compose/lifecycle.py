@@ -153,7 +153,7 @@ class Operator:
         statement then opens a new connection, which goes to the next writer), and only what is still busy
         after DRAIN_SECONDS is cut. How many were cut (0 unless a client kept one busy throughout).
         The database must already be in maintenance in every HAProxy (no new session goes to it)."""
-        container = self.containers()[node]
+        container = self.containers().get(node)  # none: the node is down, and its sessions with it
         users = list(catalog.DATABASE_USERS)
         left = 0
 
@@ -164,12 +164,17 @@ class Operator:
 
         cut = 0
         try:
-            wait_for(f"the database sessions on {node} to end", released, DRAIN_SECONDS, 0.5)
+            if container:
+                wait_for(f"the database sessions on {node} to end", released, DRAIN_SECONDS, 0.5)
         except LabError as error:
             cut = left
             self.say(f"{node}: {error}; cutting the {cut} left")
         haproxy.shutdown_sessions(holder, GALERA, node)  # the closed ones' client sides, and what is left
         return cut
+
+    @staticmethod
+    def _api_sessions(container: str, node: str) -> int:
+        return sum(r.sessions for r in haproxy.stats(container) if r.proxy != GALERA and r.server == node)
 
     def move_vip(self, node: str) -> None:
         """The VIP moves from `node` to another controller, no request cut: clients' new connections to it
