@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import json
 import shutil
+import string
 import subprocess
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from firstboot import document
 from firstboot.errors import InvalidInput
@@ -233,3 +236,41 @@ def test_blkid_finds_a_file_system_and_a_partition_table(tmp_path):
     assert ceph.signatures(str(empty)) == []
     assert ceph.signatures(str(ext4)) == ["a file system or label: ext4"]
     assert ceph.signatures(str(gpt)) == ["a partition table: gpt"]
+
+
+# Every free-text field of a document but secrets and overrides (tests/test_secret_encoding.py has those):
+# where it is in the document, and the field path its message names.
+FIELDS = {
+    "cluster": (("cluster",), "(document).cluster"),
+    "region": (("region",), "(document).region"),
+    "vip hostname": (("vip", "hostname"), "vip.hostname"),
+    "interface": (("node", "interfaces", "management"), "node.interfaces.management"),
+    "volume group": (("options", "lvm_volume_group"), "options.lvm_volume_group"),
+    "ntp server": (("options", "ntp_servers"), "options.ntp_servers"),
+    "osd device": (("node", "osd_device"), "node.osd_device"),
+}
+# What any of them may hold once accepted: nothing a file format gives a meaning (quotes, comments, $, \,
+# white space, line breaks, controls).
+PLAIN = set(string.ascii_letters + string.digits + "._:/@+-")
+
+
+@given(field=st.sampled_from(sorted(FIELDS)),
+       value=st.text(st.characters(min_codepoint=0x09, max_codepoint=0x7E) | st.sampled_from("é\u2028\x85"),
+                     max_size=20))
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_a_free_text_field_holds_only_plain_characters_or_is_refused_by_name(doc_of, field, value):
+    where, path = FIELDS[field]
+    data = doc_of("sto1")
+    if where[0] == "vip":
+        data["vip"] = {"address": data["vip"], "hostname": value}
+    else:
+        target = data
+        for key in where[:-1]:
+            target = target.setdefault(key, {})
+        target[where[-1]] = [value] if field == "ntp server" else value
+    try:
+        document.validate(data)
+    except InvalidInput as exc:
+        assert [p for p in exc.problems if p.field == path], (path, exc.problems)
+        return
+    assert value and set(value) <= PLAIN, (field, value)
