@@ -25,7 +25,7 @@ PREFIX = "goldstack-check"
 IMAGE, NET, SUBNET, ROUTER = f"{PREFIX}-image", f"{PREFIX}-net", f"{PREFIX}-subnet", f"{PREFIX}-router"
 VOLUME, SERVER, FLAVOR = f"{PREFIX}-volume", f"{PREFIX}-server", "m1.nano"
 SUBNET_RANGE = "192.168.199.0/24"
-SERVICE_TYPES = tuple(a.catalog_type for a in catalog.APIS if a.catalog_type)
+SERVICE_TYPES = tuple(kind for a in catalog.APIS for kind in a.catalog_types)
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 

@@ -78,9 +78,14 @@ class Api:
 
     name: str
     check_path: str
-    catalog_type: str | None  # keystone catalog service type; None = not in the catalog
+    catalog_type: str | None  # keystone catalog service type (the service-types authority's); None = not in it
     url_suffix: str = ""
     local: str = ""  # key of PORTS where the service itself listens on loopback; empty = its own port
+    aliases: tuple[str, ...] = ()  # older types still in the catalog, for the clients that look for them
+
+    @property
+    def catalog_types(self) -> tuple[str, ...]:
+        return (self.catalog_type, *self.aliases) if self.catalog_type else ()
 
     @property
     def local_port(self) -> int:
@@ -95,7 +100,8 @@ APIS: tuple[Api, ...] = (
     Api("nova-metadata", "/", None),
     Api("novncproxy", "/vnc_lite.html", None),
     Api("neutron", "/", "network"),
-    Api("cinder", "/", "volumev3", "/v3/%(project_id)s"),
+    # block-storage is cinder's official type; nova and older clients look for volumev3.
+    Api("cinder", "/", "block-storage", "/v3/%(project_id)s", aliases=("volumev3",)),
     Api("horizon", "/horizon/auth/login/", None, local="horizon-local"),
 )
 

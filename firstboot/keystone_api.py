@@ -93,19 +93,20 @@ def ensure_catalog(doc: Document) -> str:
             ks._call("PUT", f"/projects/{project['id']}/users/{user['id']}/roles/{role['id']}")
     endpoints = 0
     for api in catalog.APIS:
-        if api.catalog_type is None or api.name == "keystone":  # keystone-manage bootstrap made identity's
+        if api.name == "keystone":  # keystone-manage bootstrap made identity's
             continue
-        service = ks.ensure("services", {"name": api.name, "type": api.catalog_type, "enabled": True},
-                            type=api.catalog_type)
         url = api_url(doc, api.name, api.url_suffix)
-        for interface in INTERFACES:
-            found = ks.find("endpoints", service_id=service["id"], interface=interface, region_id=doc.region)
-            if found is None:
-                ks._call("POST", "/endpoints", json={"endpoint": {
-                    "service_id": service["id"], "interface": interface, "region_id": doc.region, "url": url}})
-                endpoints += 1
-            elif found["url"] != url:
-                ks._call("PATCH", f"/endpoints/{found['id']}", json={"endpoint": {"url": url}})
+        for kind in api.catalog_types:
+            name = api.name if kind == api.catalog_type else f"{api.name}-{kind}"
+            service = ks.ensure("services", {"name": name, "type": kind, "enabled": True}, type=kind)
+            for interface in INTERFACES:
+                found = ks.find("endpoints", service_id=service["id"], interface=interface, region_id=doc.region)
+                if found is None:
+                    ks._call("POST", "/endpoints", json={"endpoint": {
+                        "service_id": service["id"], "interface": interface, "region_id": doc.region, "url": url}})
+                    endpoints += 1
+                elif found["url"] != url:
+                    ks._call("PATCH", f"/endpoints/{found['id']}", json={"endpoint": {"url": url}})
     return (f"project service, {len(catalog.SERVICE_USERS)} service users with roles "
             f"{', '.join(catalog.SERVICE_USER_ROLES)}, {endpoints} endpoints created")
 

@@ -108,7 +108,8 @@ def test_three_controllers_started_together_form_one_control_plane(lab):
     # Every API is in the catalog, through the VIP.
     catalog = requests.get(f"https://{lab.vip}:5000/v3/auth/catalog", timeout=30, verify=lab.ca_file,
                            headers={"X-Auth-Token": issued["vip"]}).json()["catalog"]
-    assert {"identity", "image", "placement", "compute", "network", "volumev3"} <= {s["type"] for s in catalog}
+    types = {s["type"] for s in catalog}
+    assert {"identity", "image", "placement", "compute", "network", "block-storage", "volumev3"} <= types
     for service in catalog:
         assert all(lab.vip in e["url"] for e in service["endpoints"]), service
 
