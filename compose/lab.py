@@ -8,6 +8,7 @@ configured only by its first-boot agent from the document made for it.
                                     booted from the test image with the volume attached, Horizon in Chromium
   ./gs lab timeline [--out FILE]    a Gantt chart (SVG, or PNG) of every node's agent runs on one time axis
   ./gs lab openrc                   admin credentials for the VIP (source it: eval "$(./gs lab openrc)")
+  ./gs lab tempest [--regex R]      OpenStack's integration suite (Tempest smoke) against the lab
 day 2 (docs/lifecycle.md):
   ./gs lab add compute|storage      a new node joins the running lab; the others learn of it
   ./gs lab reconfigure --set K=V    roll a changed option or override out to the nodes it concerns
@@ -35,7 +36,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from compose import agents, grow, labview, lifecycle, reconfigure, roll, schedule, timeline
+from compose import agents, grow, labview, lifecycle, reconfigure, roll, schedule, tempest, timeline
 from compose.site import DEFAULT_LAB, TOP, Lab, LabError, derive_inventory, image_exists
 from firstboot import catalog
 
@@ -243,7 +244,16 @@ def cmd_destroy(lab: Lab, args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS.update(down=cmd_down, destroy=cmd_destroy)
+def cmd_tempest(lab: Lab, args: argparse.Namespace) -> int:
+    lab.settings()
+    selection = ["--regex", args.regex] if args.regex else ["--smoke"]
+    summary = tempest.run(lab, selection, args.concurrency,
+                          (lambda m: print(m, file=sys.stderr, flush=True)) if args.json else print)
+    print(json.dumps(summary, indent=2) if args.json else tempest.report(summary))
+    return 0 if summary["failed"] == 0 and summary["passed"] > 0 else 1
+
+
+COMMANDS.update(down=cmd_down, destroy=cmd_destroy, tempest=cmd_tempest)
 
 
 def day2_parsers(sub: Any) -> None:
@@ -309,6 +319,14 @@ def parser() -> argparse.ArgumentParser:
     tl.add_argument("--out", type=Path, help="the chart: SVG, or PNG when the name ends in .png "
                     "(default: build/lab/NAME/artifacts/timeline.svg)")
     sub.add_parser("openrc", help="admin credentials for the VIP")
+    tp = sub.add_parser("tempest", help="OpenStack's integration suite (Tempest) against the lab (docs/conformance.md)",
+                        description="Install the pinned Tempest and python-tempestconf in build/tempest-venv (once), "
+                        "write tempest.conf for the lab (site CA, the lab's test image), run the smoke set (or "
+                        "--regex), clean up what the run left, and print passed / failed / skipped by reason. The "
+                        "subunit stream and summary.json stay in build/lab/NAME/tempest. Exit 1 if a test failed.")
+    tp.add_argument("--regex", help="run the tests matching this regular expression instead of the smoke set")
+    tp.add_argument("--concurrency", type=int, default=2, help="test workers (default 2)")
+    tp.add_argument("--json", action="store_true", help="the summary as JSON (progress goes to stderr)")
     day2_parsers(sub)
     sub.add_parser("down", help="remove the containers, keep the volumes")
     sub.add_parser("destroy", help="remove containers, volumes, seeds and secrets")

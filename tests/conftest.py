@@ -56,7 +56,7 @@ def inventory_file(tmp_path: Path, inventory) -> Path:
     return path
 
 
-HEAVY = ("docker", "image", "cluster", "qcow2", "lab", "storage")
+HEAVY = ("docker", "image", "cluster", "qcow2", "lab", "storage", "tempest")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
