@@ -14,7 +14,9 @@ _KEY = re.compile(r"^\s*([A-Za-z0-9_.-]+)\s*[=:]")
 # the others' rules (comments, escapes, quotes, $ expansion) leave no plain way, so what they would read
 # differently is refused.
 OSLO, MARIADB, CEPH = "oslo.config", "MariaDB's option file reader", "Ceph's configuration reader"
-_NOT_PLAIN = re.compile(r"[#;\\\"'$]")
+# What each of the others reads differently: MariaDB a # comment (anywhere), \ escapes and quotes; Ceph
+# also ; comments and $name expansion.
+_NOT_PLAIN = {MARIADB: re.compile(r"[#\\\"']"), CEPH: re.compile(r"[#;\\\"'$]")}
 
 
 def ini_value(value: Any) -> str:
@@ -35,7 +37,7 @@ def value_problem(value: Any, reader: str) -> str | None:
                 "comma-separated, and its reader splits it on commas, trims the items and honours quotes")
     if reader == OSLO:
         return None
-    if bad := sorted({c for t in texts for c in _NOT_PLAIN.findall(t)}):
+    if bad := sorted({c for t in texts for c in _NOT_PLAIN[reader].findall(t)}):
         return (f"holds {' '.join(bad)}, which {reader} takes for a comment, an escape, a quote or an expansion; "
                 "this file's overrides carry none of them")
     if any(t != t.strip() for t in texts):

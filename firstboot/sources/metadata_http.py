@@ -26,9 +26,10 @@ class _TooSlow(Exception):
 
 def _get(session: requests.Session, url: str, timeouts: tuple[float, float]) -> tuple[int, bytes]:
     """The status and body of one GET, the body read as it arrives and refused past MAX_BYTES."""
-    with session.get(url, timeout=timeouts, stream=True) as response:
+    # identity: the size limit is the document's, not that of a compressed form of it.
+    with session.get(url, timeout=timeouts, stream=True, headers={"Accept-Encoding": "identity"}) as response:
         body = bytearray()
-        while chunk := response.raw.read1(65536):  # what one read brings: no wait for a full buffer
+        while chunk := response.raw.read1(65536, decode_content=True):  # what one read brings, not a full buffer
             body += chunk
             if len(body) > MAX_BYTES:
                 raise SourceError(f"metadata service {url} sent more than {MAX_BYTES} bytes; a node document "
