@@ -33,6 +33,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -124,13 +125,9 @@ def cmd_logs(lab: Lab, args: argparse.Namespace) -> int:
 
 def cmd_openrc(lab: Lab, args: argparse.Namespace) -> int:
     lab.settings()
-    controller = next(n for n, r in lab.roles().items() if r == catalog.CONTROLLER)
-    proc = lab.exec(controller, "cat", "/root/admin-openrc")
-    if proc.returncode != 0:
-        raise LabError(f"{controller} has no /root/admin-openrc yet: its agent has not rendered the config")
     # The node's CA path is the controller's; a client on this host verifies with the lab's copy.
     ca = f"export OS_CACERT={shlex.quote(str(lab.ca_file.resolve()))}"
-    sys.stdout.write(re.sub(r"(?m)^export OS_CACERT=.*$", lambda _: ca, proc.stdout))
+    sys.stdout.write(re.sub(r"(?m)^export OS_CACERT=.*$", lambda _: ca, lab.admin_openrc()))
     return 0
 
 
@@ -208,11 +205,15 @@ def print_report(lab: Lab, what: str, report: lifecycle.Report, as_json: bool, s
     print(f"lab {lab.name}: {what} done in {time.monotonic() - started:.0f}s")
 
 
+def progress(to_stderr: bool) -> Callable[[str], None]:
+    """Where a long command says what it does: stderr when stdout carries its JSON report."""
+    return lambda m: print(m, file=sys.stderr if to_stderr else sys.stdout, flush=True)
+
+
 def lifecycle_command(what: str, run: Any) -> Any:
     def command(lab: Lab, args: argparse.Namespace) -> int:
         started = time.monotonic()
-        operator = lifecycle.Operator(lab, (lambda m: print(m, file=sys.stderr, flush=True)) if args.json
-                                      else (lambda m: print(m, flush=True)), args.timeout)
+        operator = lifecycle.Operator(lab, progress(args.json), args.timeout)
         print_report(lab, what, run(operator, args), args.json, started)
         return 0
     return command
@@ -247,8 +248,7 @@ def cmd_destroy(lab: Lab, args: argparse.Namespace) -> int:
 def cmd_tempest(lab: Lab, args: argparse.Namespace) -> int:
     lab.settings()
     selection = ["--regex", args.regex] if args.regex else ["--smoke"]
-    summary = tempest.run(lab, selection, args.concurrency,
-                          (lambda m: print(m, file=sys.stderr, flush=True)) if args.json else print)
+    summary = tempest.run(lab, selection, args.concurrency, progress(args.json))
     print(json.dumps(summary, indent=2) if args.json else tempest.report(summary))
     return 0 if summary["failed"] == 0 and summary["passed"] > 0 else 1
 

@@ -221,6 +221,14 @@ class Lab:
             raise LabError(f"{node}: {' '.join(cmd)} failed: {(proc.stderr or proc.stdout)[-1000:]}")
         return proc
 
+    def admin_openrc(self) -> str:
+        """The admin openrc a controller's agent rendered (its OS_CACERT is the controller's path)."""
+        controller = next(n for n, r in self.roles().items() if r == "controller")
+        proc = self.exec(controller, "cat", "/root/admin-openrc")
+        if proc.returncode != 0:
+            raise LabError(f"{controller} has no /root/admin-openrc yet: its agent has not rendered the config")
+        return proc.stdout
+
     def view(self, what: str = "the checks") -> labview.LabView:
         """What the checks and the lifecycle commands use of the running lab, its OpenStack client included."""
         running = self.require_up(what)

@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -68,12 +69,8 @@ def ensure_venv(say: Callable[[str], None]) -> Path:
 
 def credentials(lab: Lab) -> dict[str, str]:
     """The admin openrc's OS_* variables, with the lab's copy of the site CA."""
-    controller = next(n for n, r in lab.roles().items() if r == "controller")
-    proc = lab.exec(controller, "cat", "/root/admin-openrc")
-    if proc.returncode != 0:
-        raise LabError(f"{controller} has no /root/admin-openrc yet: is the lab up (`{lab.command} status`)?")
     env = {}
-    for line in proc.stdout.splitlines():
+    for line in lab.admin_openrc().splitlines():
         if line.startswith("export OS_") and "=" in line:
             key, value = line.removeprefix("export ").split("=", 1)
             env[key] = "".join(shlex.split(value))  # the openrc quotes each value for the shell
@@ -82,7 +79,7 @@ def credentials(lab: Lab) -> dict[str, str]:
     return env
 
 
-def configure(lab: Lab, bin_dir: Path, workspace: Path, say: Callable[[str], None]) -> Path:
+def configure(lab: Lab, bin_dir: Path, workspace: Path, env: dict[str, str], say: Callable[[str], None]) -> Path:
     """tempest.conf for the lab, from discover-tempest-config (which also makes Tempest's flavors, image and
     users: `--create`)."""
     if not (workspace / ".stestr.conf").exists():  # a new workspace (or one whose making was cut short)
@@ -97,7 +94,6 @@ def configure(lab: Lab, bin_dir: Path, workspace: Path, say: Callable[[str], Non
     image = workspace / "goldstack-test.raw"
     image.write_bytes(testimage.disk())
     conf = workspace / "etc" / "tempest.conf"
-    env = {**os.environ, **credentials(lab)}
     say("writing tempest.conf with discover-tempest-config")
     proc = subprocess.run([str(bin_dir / "discover-tempest-config"), "--create", "--out", str(conf),
                            "--image", str(image), "--image-disk-format", "raw",
@@ -121,13 +117,10 @@ def summarise(bin_dir: Path, stream: bytes) -> dict[str, Any]:
                           check=True)
     tests = [json.loads(line) for line in proc.stdout.decode().splitlines() if line.strip()]
     counts = {status: sum(1 for t in tests if t["status"] == status) for status in ("success", "fail", "skip")}
-    reasons: dict[str, int] = {}
-    for t in tests:
-        if t["status"] == "skip":
-            reasons[t["reason"] or "(no reason given)"] = reasons.get(t["reason"] or "(no reason given)", 0) + 1
+    reasons = Counter(t["reason"] or "(no reason given)" for t in tests if t["status"] == "skip")
     return {"passed": counts["success"], "failed": counts["fail"], "skipped": counts["skip"],
             "failures": sorted(t["id"] for t in tests if t["status"] == "fail"),
-            "skip_reasons": dict(sorted(reasons.items(), key=lambda kv: -kv[1]))}
+            "skip_reasons": dict(reasons.most_common())}
 
 
 def run(lab: Lab, selection: list[str], concurrency: int, say: Callable[[str], None] = print) -> dict[str, Any]:
@@ -135,8 +128,8 @@ def run(lab: Lab, selection: list[str], concurrency: int, say: Callable[[str], N
     lab.require_up("Tempest")
     bin_dir = ensure_venv(say)
     workspace = lab.dir / "tempest"
-    configure(lab, bin_dir, workspace, say)
     env = {**os.environ, **credentials(lab)}
+    configure(lab, bin_dir, workspace, env, say)
     subprocess.run([str(bin_dir / "tempest"), "cleanup", "--init-saved-state"], cwd=workspace, env=env,
                    capture_output=True)
     say(f"tempest run {' '.join(selection)} --concurrency {concurrency}")
