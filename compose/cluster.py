@@ -41,30 +41,50 @@ def galera_synced(container: str, size: int) -> bool:
         ("Primary", str(size), "Synced")
 
 
-def sessions_sql(users: list[str], idle_s: int) -> str:
-    """The query listing the connections of `users`, each with 1 when closing it is harmless: it waits for its
-    client's next statement, has waited `idle_s` seconds at least, and holds no transaction open (it cuts no
-    statement and loses no uncommitted work; oslo.db checks a pooled connection as it hands it out, and
-    opens a new one)."""
+# A transaction that has written and locked nothing, idle this long, is one its client has left behind
+# (keystone leaves some until Python's garbage collector returns their connection to the pool): closing it
+# loses no work. A client that reads inside a transaction and thinks between statements does so for seconds.
+ABANDONED_READ_S = 20
+
+
+def release_sessions_sql(users: list[str], idle_s: int, abandoned_s: int = ABANDONED_READ_S) -> str:
+    """A script for the mariadb client that closes the connections of `users` for which that is harmless,
+    then lists the others (user, client host, command, seconds, transaction age or -1). Harmless: it waits
+    for its client's next statement, has waited `idle_s` seconds at least, and holds no transaction open (it
+    cuts no statement and loses no uncommitted work; oslo.db checks a pooled connection as it hands it out,
+    and opens a new one), or only one that has written and locked nothing and waited `abandoned_s`. The
+    server finds and kills them in one block, so a client has microseconds, not a round trip, to start a
+    statement on one found idle. The statement text is left out: it may carry a password hash."""
     names = ", ".join(f"'{u}'" for u in users)
-    return (f"SELECT ID, COMMAND = 'Sleep' AND TIME >= {int(idle_s)} AND ID NOT IN "
-            "(SELECT trx_mysql_thread_id FROM information_schema.INNODB_TRX) "
-            f"FROM information_schema.PROCESSLIST WHERE USER IN ({names})")
+    sessions = ("information_schema.PROCESSLIST p LEFT JOIN information_schema.INNODB_TRX t "
+                f"ON t.trx_mysql_thread_id = p.ID WHERE p.USER IN ({names})")
+    harmless = (f"p.COMMAND = 'Sleep' AND p.TIME >= {int(idle_s)} AND (t.trx_id IS NULL OR "
+                f"(t.trx_rows_modified = 0 AND t.trx_lock_structs = 0 AND p.TIME >= {int(abandoned_s)}))")
+    return ("DELIMITER //\nBEGIN NOT ATOMIC\n"
+            "  DECLARE CONTINUE HANDLER FOR SQLEXCEPTION BEGIN END;  -- one that ended meanwhile\n"
+            f"  FOR s IN (SELECT p.ID FROM {sessions} AND {harmless}) DO KILL CONNECTION s.ID; END FOR;\n"
+            "END//\nDELIMITER ;\n"
+            "SELECT p.USER, SUBSTRING_INDEX(p.HOST, ':', 1), p.COMMAND, p.TIME, "
+            f"IFNULL(TIMESTAMPDIFF(SECOND, t.trx_started, NOW()), -1) FROM {sessions} AND p.COMMAND <> 'Killed';\n")
 
 
-def close_idle_sessions(container: str, users: list[str], idle_s: int = 1) -> int:
-    """Close the connections of `users` on this controller's MariaDB that sessions_sql finds idle; how many
-    stay open (busy, or idle for less than `idle_s`). A client's HAProxy session ends only when the client
-    next uses it (HAProxy passes the close on and waits for the client's), so MariaDB's count is the one
-    that says when the database has no client left."""
-    rows = [line.split("\t") for line in _exec(container, "mariadb", "-N", "-B", "-e",
-                                                sessions_sql(users, idle_s)).splitlines()]
-    idle = [row[0] for row in rows if len(row) == 2 and row[0].isdigit() and row[1] == "1"]
-    if idle:
-        # --force on standard input: one that ended meanwhile (its KILL fails) does not stop the others.
-        subprocess.run(["docker", "exec", "-i", container, "mariadb", "--force"], capture_output=True, text=True,
-                       input="".join(f"KILL CONNECTION {i};\n" for i in idle), timeout=30)
-    return len(rows) - len(idle)
+def close_idle_sessions(container: str, users: list[str], idle_s: int = 1) -> list[str]:
+    """Close the connections of `users` on this controller's MariaDB that release_sessions_sql finds
+    harmless to close; the ones that stay open, each said as "user@host command Ns [transaction open Ns]".
+    A client's HAProxy session ends only when the client next uses it (HAProxy passes the close on and
+    waits for the client's), so MariaDB's count is the one that says when the database has no client left."""
+    try:
+        proc = subprocess.run(["docker", "exec", "-i", container, "mariadb", "-N", "-B"], capture_output=True,
+                              text=True, input=release_sessions_sql(users, idle_s), timeout=30)
+    except subprocess.TimeoutExpired:
+        return ["the database did not answer within 30s"]
+    if proc.returncode != 0:
+        if "Can't connect" in proc.stderr or "is not running" in proc.stderr:
+            return []  # a node whose database is down has no session left to end
+        return [f"the database answered: {proc.stderr.strip()[-300:]}"]
+    rows = [line.split("\t") for line in proc.stdout.splitlines()]
+    return [f"{user}@{host} {command} {seconds}s" + (f" transaction open {trx}s" if trx != "-1" else "")
+            for user, host, command, seconds, trx in (row for row in rows if len(row) == 5)]
 
 
 def rabbitmq_running(container: str) -> list[str]:

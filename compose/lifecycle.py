@@ -155,20 +155,20 @@ class Operator:
         The database must already be in maintenance in every HAProxy (no new session goes to it)."""
         container = self.containers().get(node)  # none: the node is down, and its sessions with it
         users = list(catalog.DATABASE_USERS)
-        left = 0
+        left: list[str] = []
 
         def released() -> bool:
             nonlocal left
             left = cluster.close_idle_sessions(container, users)
-            return left == 0
+            return not left
 
         cut = 0
         try:
             if container:
                 wait_for(f"the database sessions on {node} to end", released, DRAIN_SECONDS, 0.5)
         except LabError as error:
-            cut = left
-            self.say(f"{node}: {error}; cutting the {cut} left")
+            cut = len(left)
+            self.say(f"{node}: {error}; cutting the {cut} left: {', '.join(left)}")
         haproxy.shutdown_sessions(holder, GALERA, node)  # the closed ones' client sides, and what is left
         return cut
 

@@ -55,6 +55,9 @@ class Facts:
 # controller came back. No API answer may take longer than HAProxy's 90 s anyway; a database sync with
 # longer single statements needs this raised (overrides).
 DB_IO_TIMEOUT_S = 90
+# Seconds a service's cache client leaves a memcached it could not reach (see the [cache] macro): how long
+# controllers may disagree about the cache after an outage, and how often a dead one costs a 1 s attempt.
+CACHE_DEAD_RETRY_S = 10
 
 
 def api_url(doc: Document, api: str, suffix: str = "", address: str | None = None) -> str:
@@ -142,6 +145,7 @@ def _services_context(doc: Document) -> dict[str, Any]:
         "keystone_url": api_url(doc, "keystone"),
         "transport_url": transport_url(doc),
         "memcached_servers": ",".join(hostport(c.management, catalog.PORTS["memcached"]) for c in doc.controllers),
+        "cache_dead_retry": CACHE_DEAD_RETRY_S,
     }
 
 

@@ -77,6 +77,14 @@ def test_no_keystone_key_is_rendered_they_come_from_galera(doc_of):
     assert (keystone["token"]["caching"], keystone["token"]["cache_on_issue"]) == ("false", "false")
 
 
+def test_the_services_caches_leave_an_unreachable_memcached_briefly(doc_of):
+    """oslo.cache's 300 s let keystones disagree about where a key lives for five minutes after an outage."""
+    tree = tree_of(doc_of("ctl1"))
+    for path in ("/etc/keystone/keystone.conf", "/etc/nova/nova.conf"):
+        cache = ini(tree[path])["cache"]
+        assert (cache["enabled"], cache["memcache_dead_retry"]) == ("true", str(render.CACHE_DEAD_RETRY_S)), path
+
+
 def test_secret_files_modes_and_groups(doc_of):
     tree = tree_of(doc_of("ctl1"))
     nova = tree["/etc/nova/nova.conf"]
