@@ -28,6 +28,9 @@ SCHEMA = "goldstack"
 LEASE_SECONDS = 30
 HEARTBEAT_SECONDS = 5
 POLL_SECONDS = 2
+# What a detail column keeps of a message (it holds 1024): a take-over's reason quotes the failure before it.
+DETAIL_CHARS = 1000
+FINISH_ATTEMPTS = 5
 _LOST_RACE = (mysql.ER_DUP_ENTRY, mysql.ER_LOCK_DEADLOCK)
 
 DDL = f"""
@@ -156,7 +159,7 @@ def _log(task: str, event: str, owner: str, token: str, version: str, seconds: f
          detail: str | None = None, only_if_changed: bool = False) -> str:
     """The log entry's INSERT; with only_if_changed, it is written only when @n (the row count) is 1."""
     values = (f"{quote(task)}, {quote(event)}, {quote(owner)}, {quote(token)}, {quote(version)}, {_NOW}, "
-              f"{quote(seconds)}, {quote(detail[:1000] if detail else None)}")
+              f"{quote(seconds)}, {quote(detail[:DETAIL_CHARS] if detail else None)}")
     condition = " FROM DUAL WHERE @n = 1" if only_if_changed else ""
     return (f"INSERT INTO {SCHEMA}.runonce_log (task, event, owner, token, version, at, seconds, detail) "
             f"SELECT {values}{condition};")
@@ -182,7 +185,8 @@ class Lease:
         """Take a stale (or re-runnable) task, only if nobody changed it since `old` was read."""
         sql = (f"UPDATE {SCHEMA}.runonce SET state = 'running', owner = {quote(self.owner)}, "
                f"token = {quote(self.token)}, version = {quote(self.version)}, claimed = {_NOW}, "
-               f"heartbeat = {_NOW}, finished = NULL, attempts = attempts + 1, detail = {quote(why)} "
+               f"heartbeat = {_NOW}, finished = NULL, attempts = attempts + 1, "
+               f"detail = {quote(why[:DETAIL_CHARS])} "
                f"WHERE task = {quote(self.task)} AND token = {quote(old.token)} AND state = {quote(old.state)};")
         return self._write(sql, "takeover", why)
 
@@ -220,17 +224,28 @@ class Lease:
 
     def finish(self, seconds: float, detail: str) -> None:
         sql = (f"BEGIN; UPDATE {SCHEMA}.runonce SET state = 'done', finished = {_NOW}, heartbeat = {_NOW}, "
-               f"detail = {quote(detail[:1000])} WHERE task = {quote(self.task)} AND token = {quote(self.token)}; "
+               f"detail = {quote(detail[:DETAIL_CHARS])} "
+               f"WHERE task = {quote(self.task)} AND token = {quote(self.token)}; "
                f"SELECT ROW_COUNT() INTO @n; "
                f"{_log(self.task, 'done', self.owner, self.token, self.version, round(seconds, 3), detail, True)} "
                "COMMIT; SELECT @n;")
-        rows = mysql.run_sql(sql)
+        for attempt in range(1, FINISH_ATTEMPTS + 1):
+            try:
+                rows = mysql.run_sql(sql)
+                break
+            except MysqlError as exc:
+                # Galera refuses a COMMIT that conflicts with another node's write (certification, said as a
+                # deadlock); nothing of it was applied, so it is sent again rather than the work thrown away.
+                if exc.code != mysql.ER_LOCK_DEADLOCK or attempt == FINISH_ATTEMPTS:
+                    raise
+                log.warning("run-once %s: recording it done conflicted with another node; again", self.task)
+                time.sleep(0.2 * attempt)
         if not rows or rows[-1][0] != "1":
             raise RuntimeError(f"run-once {self.task}: finished, but the lease had been taken over meanwhile")
 
     def release_failed(self, seconds: float, error: str) -> None:
         """Give the task up at once (heartbeat 0) so this or another node retries it without waiting."""
-        mysql.run_sql(f"BEGIN; UPDATE {SCHEMA}.runonce SET heartbeat = 0, detail = {quote(error[:1000])} "
+        mysql.run_sql(f"BEGIN; UPDATE {SCHEMA}.runonce SET heartbeat = 0, detail = {quote(error[:DETAIL_CHARS])} "
                       f"WHERE task = {quote(self.task)} AND token = {quote(self.token)}; "
                       f"{_log(self.task, 'failed', self.owner, self.token, self.version, round(seconds, 3), error)} "
                       "COMMIT;")

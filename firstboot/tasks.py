@@ -181,7 +181,11 @@ def keystone_bootstrap(doc: Document) -> Command:
 
 
 def keystone_bootstrap_env(doc: Document) -> dict[str, str]:
-    return {"OS_BOOTSTRAP_PASSWORD": str(doc.secrets["keystone_admin"])}
+    """The admin password, and keystone's cache off (oslo.config reads OS_<SECTION>__<OPTION> before the
+    file): a retry after a failed first attempt re-creates the empty database, and bootstrap must not find
+    the region it made last time in memcached (it then skipped creating it, and every endpoint insert
+    failed its foreign key until the cache entry expired ten minutes later; seen in the lab)."""
+    return {"OS_BOOTSTRAP_PASSWORD": str(doc.secrets["keystone_admin"]), "OS_CACHE__ENABLED": "false"}
 
 
 def rabbitmq_users(doc: Document) -> str:

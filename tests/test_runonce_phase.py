@@ -140,3 +140,50 @@ def test_an_upgrade_runs_the_upgrade_action_and_a_first_install_the_first_one():
     task = tasks.TASKS_BY_NAME["keystone-db-contract"]
     assert "nothing to contract" in task.run(None, upgrading=False)
     assert task.upgrade is not None and task.gate is not None
+
+
+def test_a_take_over_quotes_only_as_much_of_the_failure_before_it_as_its_column_holds(monkeypatch):
+    """Each take-over's reason quotes the failure before it, which quoted the one before: unbounded, the claim
+    itself failed ("Data too long for column 'detail'") and no controller could retry the task."""
+    statements: list[str] = []
+    monkeypatch.setattr(runonce.mysql, "run_sql", lambda sql, **kw: statements.append(sql) or [["1"]])
+    old = runonce.Record("keystone-db", "running", "ctl3", "a" * 32, "keystone 1", 0.0, 0.0, None, 3, "y" * 1024, 99.0)
+    assert runonce.Lease("keystone-db", "ctl1", "keystone 1").take_over(old, "gave up: " + "y" * 3000)
+    (sql,) = statements
+    assert "y" * runonce.DETAIL_CHARS not in sql and "y" * (runonce.DETAIL_CHARS - 20) in sql
+
+
+def test_keystone_manage_runs_with_keystone_s_cache_off():
+    """A retry re-creates the empty database; a bootstrap that found last attempt's region in memcached failed."""
+    doc = SimpleNamespace(secrets={"keystone_admin": "pw"})
+    assert tasks.keystone_bootstrap_env(doc) == {"OS_BOOTSTRAP_PASSWORD": "pw", "OS_CACHE__ENABLED": "false"}
+
+
+def test_work_done_is_recorded_done_even_when_galera_refuses_the_first_commit(monkeypatch):
+    """A certification conflict at COMMIT (1213) once made a finished keystone-db count as failed: retried,
+    its database re-created and its work done again."""
+    answers: list = [runonce.MysqlError(runonce.mysql.ER_LOCK_DEADLOCK, "Deadlock found"), [["1"]]]
+
+    def run_sql(sql, **kw):
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(runonce.mysql, "run_sql", run_sql)
+    monkeypatch.setattr(runonce.time, "sleep", lambda s: None)
+    runonce.Lease("keystone-db", "ctl3", "keystone 1").finish(12.0, "ok")
+    assert answers == []
+
+
+def test_any_other_database_error_at_finish_is_not_retried(monkeypatch):
+    calls = []
+
+    def run_sql(sql, **kw):
+        calls.append(sql)
+        raise runonce.MysqlError(1146, "Table doesn't exist")
+
+    monkeypatch.setattr(runonce.mysql, "run_sql", run_sql)
+    with pytest.raises(runonce.MysqlError):
+        runonce.Lease("keystone-db", "ctl3", "keystone 1").finish(12.0, "ok")
+    assert len(calls) == 1
