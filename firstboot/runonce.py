@@ -155,11 +155,16 @@ def _record(row: list[str]) -> Record:
                   None if row[9] == "NULL" else row[9], float(row[10]))
 
 
+def _detail(text: str | None) -> str:
+    """A detail column's SQL literal: at most DETAIL_CHARS of the message."""
+    return quote(None if text is None else text[:DETAIL_CHARS])
+
+
 def _log(task: str, event: str, owner: str, token: str, version: str, seconds: float | None = None,
          detail: str | None = None, only_if_changed: bool = False) -> str:
     """The log entry's INSERT; with only_if_changed, it is written only when @n (the row count) is 1."""
     values = (f"{quote(task)}, {quote(event)}, {quote(owner)}, {quote(token)}, {quote(version)}, {_NOW}, "
-              f"{quote(seconds)}, {quote(detail[:DETAIL_CHARS] if detail else None)}")
+              f"{quote(seconds)}, {_detail(detail or None)}")
     condition = " FROM DUAL WHERE @n = 1" if only_if_changed else ""
     return (f"INSERT INTO {SCHEMA}.runonce_log (task, event, owner, token, version, at, seconds, detail) "
             f"SELECT {values}{condition};")
@@ -186,7 +191,7 @@ class Lease:
         sql = (f"UPDATE {SCHEMA}.runonce SET state = 'running', owner = {quote(self.owner)}, "
                f"token = {quote(self.token)}, version = {quote(self.version)}, claimed = {_NOW}, "
                f"heartbeat = {_NOW}, finished = NULL, attempts = attempts + 1, "
-               f"detail = {quote(why[:DETAIL_CHARS])} "
+               f"detail = {_detail(why)} "
                f"WHERE task = {quote(self.task)} AND token = {quote(old.token)} AND state = {quote(old.state)};")
         return self._write(sql, "takeover", why)
 
@@ -224,7 +229,7 @@ class Lease:
 
     def finish(self, seconds: float, detail: str) -> None:
         sql = (f"BEGIN; UPDATE {SCHEMA}.runonce SET state = 'done', finished = {_NOW}, heartbeat = {_NOW}, "
-               f"detail = {quote(detail[:DETAIL_CHARS])} "
+               f"detail = {_detail(detail)} "
                f"WHERE task = {quote(self.task)} AND token = {quote(self.token)}; "
                f"SELECT ROW_COUNT() INTO @n; "
                f"{_log(self.task, 'done', self.owner, self.token, self.version, round(seconds, 3), detail, True)} "
@@ -245,7 +250,7 @@ class Lease:
 
     def release_failed(self, seconds: float, error: str) -> None:
         """Give the task up at once (heartbeat 0) so this or another node retries it without waiting."""
-        mysql.run_sql(f"BEGIN; UPDATE {SCHEMA}.runonce SET heartbeat = 0, detail = {quote(error[:DETAIL_CHARS])} "
+        mysql.run_sql(f"BEGIN; UPDATE {SCHEMA}.runonce SET heartbeat = 0, detail = {_detail(error)} "
                       f"WHERE task = {quote(self.task)} AND token = {quote(self.token)}; "
                       f"{_log(self.task, 'failed', self.owner, self.token, self.version, round(seconds, 3), error)} "
                       "COMMIT;")
