@@ -11,8 +11,9 @@ class MetadataServer:
     """Serves user-data; `fail_first` requests answer 503 to exercise the client's retries."""
 
     def __init__(self, user_data: str | None, fail_first: int = 0, ec2_only: bool = False,
-                 trickle: float = 0.0, padding: int = 0):
+                 trickle: float = 0.0, padding: int = 0, routes: dict[str, bytes] | None = None, port: int = 0):
         self.user_data = user_data
+        self.routes = routes or {}  # further paths, or other answers for the ones above
         self.fail_first = fail_first
         self.ec2_only = ec2_only
         self.trickle = trickle  # seconds between the bytes of each body: a server as slow as a hostile one
@@ -37,6 +38,7 @@ class MetadataServer:
                     if not server.ec2_only:
                         routes["/openstack/latest/user_data"] = user_data
                     routes["/latest/user-data"] = user_data
+                routes.update(server.routes)
                 body = routes.get(self.path)
                 return self._send(200, body) if body is not None else self._send(404, b"not found")
 
@@ -56,7 +58,7 @@ class MetadataServer:
             def log_message(self, *args):
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
