@@ -33,8 +33,9 @@ FILES = ("init", "udhcpc.sh", "assemble.sh")
 OUT = TOP / "build" / "guest"
 PACKAGES = ("busybox-static", "dropbear-bin", "syslinux", "syslinux-common", "mtools", "dosfstools", "fdisk", "kmod",
             "xz-utils", "zstd")
-# Drivers Debian builds as modules that a nova guest needs: virtio disk and NIC, the config drive's CD-ROM
-# (IDE, ISO 9660), and the power button (ACPI button, input events) that nova's soft stop presses.
+# Drivers Debian builds as modules that a nova guest needs: virtio disk and NIC, the CD-ROM a config drive
+# comes on (IDE, ISO 9660; init reads the metadata service, a user-data script may mount the drive), and the
+# power button (ACPI button, input events) that nova's soft stop presses.
 MODULES = ("virtio_pci", "virtio_net", "virtio_blk", "ata_piix", "sr_mod", "isofs", "button", "evdev")
 RAM_MB = 128  # Debian's kernel does not get as far as its own messages in 64 MiB
 SAID = "goldstack-guest: "  # how compose/guest/init and udhcpc.sh begin each line they write on the console
