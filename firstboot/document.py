@@ -130,14 +130,6 @@ class Node:
         return self.addresses["management"]
 
     @property
-    def tunnel_endpoint(self) -> str:
-        """Where this node's VXLAN tunnels end: its tunnel address, else its provider address, else management.
-        Open vSwitch's userspace datapath sends tunnel packets only through one of its own bridges, so the
-        network step moves this address onto one (the provider bridge when it is the provider address);
-        the management address cannot move and carries no tenant traffic that way."""
-        return self.addresses.get("tunnel") or self.addresses.get("provider") or self.management
-
-    @property
     def ceph_address(self) -> str:
         """Where a storage node's Ceph daemons listen: its storage network address, else management."""
         return self.addresses.get("storage", self.management)

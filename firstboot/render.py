@@ -89,7 +89,7 @@ def _node_context(doc: Document, facts: Facts) -> dict[str, Any]:
         "node": doc.node,
         "role": doc.role,
         "ip": ip,
-        "tunnel_ip": doc.node.tunnel_endpoint,
+        "tunnel_ip": doc.node.addresses.get("tunnel", ip),
         "storage_ip": doc.node.addresses.get("storage", ip),
         "management_interface": doc.node.interfaces.get("management", facts.management_interface),
         "provider_interface": doc.node.interfaces.get("provider") or facts.provider_interface,

@@ -8,7 +8,6 @@ import time
 import uuid
 from typing import Any
 
-from compose import checks
 from compose.probe import Probe
 from compose.site import Lab, derive_inventory
 from firstboot import catalog, seed
@@ -45,8 +44,8 @@ def boot_server(name: str, server_name: str, timeout: float = 600, host: str | N
     cannot take the server)."""
     on_host = ("--host", host) if host else ()
     version = ("--os-compute-api-version", "2.74") if host else ()
-    openstack(name, *version, "server", "create", "--flavor", checks.FLAVOR, "--image", checks.IMAGE,
-              "--network", checks.NET, *on_host, server_name)
+    openstack(name, *version, "server", "create", "--flavor", "m1.nano", "--image", "goldstack-check-image",
+              "--network", "goldstack-check-net", *on_host, server_name)
     deadline = time.monotonic() + timeout
     while True:
         shown = server(name, server_name)

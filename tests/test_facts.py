@@ -36,16 +36,3 @@ def test_only_compute_nodes_probe_and_explicit_choices_win(doc_of, tmp_path):
     raw.setdefault("options", {})["virt_type"] = "kvm"
     assert facts.virt_type(document.validate(raw, "cmp1"), tmp_path) == "kvm"
     assert facts.virt_type(document.validate(doc_of("ctl1"), "ctl1"), tmp_path) == "qemu"
-
-
-def test_the_tunnel_endpoint_s_holder_and_prefix_come_from_ip_addr():
-    from firstboot.steps.network import address_holder
-
-    links = [{"ifname": "lo", "addr_info": [{"local": "127.0.0.1", "prefixlen": 8}]},
-             {"ifname": "eth1", "addr_info": [{"local": "10.78.0.21", "prefixlen": 24},
-                                             {"local": "fe80::1", "prefixlen": 64}]},
-             {"ifname": "br-provider", "addr_info": []}]
-    assert address_holder(links, "10.78.0.21") == ("eth1", 24)
-    assert address_holder(links, "10.78.0.22") is None
-    links[1]["addr_info"], links[2]["addr_info"] = [], [{"local": "10.78.0.21", "prefixlen": 24}]
-    assert address_holder(links, "10.78.0.21") == ("br-provider", 24)  # moved: the step leaves it there

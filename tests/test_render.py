@@ -11,7 +11,6 @@ import pytest
 
 from firstboot import catalog, document, files, render
 from firstboot.errors import GoldstackError
-from tests.conftest import make_doc
 
 FACTS = render.Facts(management_interface="eth0", virt_type="qemu")
 
@@ -300,20 +299,3 @@ def test_mariadb_serves_and_replicates_only_over_tls(doc_of):
     for option in ("socket.ssl_ca", "socket.ssl_cert", "socket.ssl_key"):
         assert f"{option}=" in galera["wsrep_provider_options"], option
     assert parser["sst"]["ssl-mode"] == "VERIFY_CA"
-
-
-def test_tunnels_end_on_the_provider_address_and_every_dhcp_server_serves_metadata(inventory, site_secrets):
-    """The userspace datapath sends VXLAN packets only through its own bridges: the tunnel endpoint is the
-    tunnel address, else the provider address (the network step moves either onto a bridge), else management."""
-    def local_ip(addresses: dict[str, str]) -> str:
-        cmp1 = next(n for n in inventory["nodes"] if n["name"] == "cmp1")
-        cmp1["addresses"] = {"management": "10.99.0.21", **addresses}
-        tree = tree_of(make_doc(inventory, "cmp1", site_secrets))
-        return ini(tree["/etc/neutron/plugins/ml2/openvswitch_agent.ini"])["ovs"]["local_ip"]
-
-    inventory["networks"].update({"provider": "10.98.0.0/24", "tunnel": "10.97.0.0/24"})
-    assert local_ip({}) == "10.99.0.21"
-    assert local_ip({"provider": "10.98.0.21"}) == "10.98.0.21"
-    assert local_ip({"provider": "10.98.0.21", "tunnel": "10.97.0.21"}) == "10.97.0.21"
-    dhcp = ini(tree_of(make_doc(inventory, "ctl1", site_secrets))["/etc/neutron/dhcp_agent.ini"])
-    assert dhcp["DEFAULT"]["force_metadata"] == "true"
