@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from imagebuild import DEFAULT_MIRROR, IMAGE_REPO, TOP
-from imagebuild.commands import Progress
+from imagebuild.commands import Progress, run, stream
 from imagebuild.docker import base_image_ref, image_exists, make_base_image
 
 SOURCE = Path(__file__).resolve().parent / "guest"
@@ -103,12 +103,13 @@ def key(base: str) -> str:
 def build(mirror: str = DEFAULT_MIRROR, say: Callable[[str], None] = print) -> Path:
     """The guest image's path, built first if this content has not been built yet."""
     base = base_image_ref(mirror)
-    target = OUT / f"guest-{key(base)}.raw"
+    digest = key(base)
+    target = OUT / f"guest-{digest}.raw"
     if target.exists():
         return target
     OUT.mkdir(parents=True, exist_ok=True)
     log = OUT / "build.log"
-    ref = f"{IMAGE_REPO}/guest-build:{key(base)}"
+    ref = f"{IMAGE_REPO}/guest-build:{digest}"
     with Progress("guest image") as progress, tempfile.TemporaryDirectory(prefix="goldstack-guest-") as tmp:
         if not image_exists(base):
             make_base_image(base, mirror, log, progress)
@@ -120,17 +121,13 @@ def build(mirror: str = DEFAULT_MIRROR, say: Callable[[str], None] = print) -> P
             copy.write_bytes((SOURCE / name).read_bytes())
             copy.chmod(0o755)
         progress.set(f"docker build {ref}")
-        with open(log, "w") as handle:
-            built = subprocess.run(["docker", "build", "--network=host", "-t", ref, str(context)], stdout=handle,
-                                   stderr=subprocess.STDOUT)
-        if built.returncode != 0:
+        if stream(["docker", "build", "--network=host", "-t", ref, str(context)], log, progress) != 0:
             raise RuntimeError(f"the guest image's build failed; see {log}")
         progress.set("copy the disk out")
-        container = subprocess.run(["docker", "create", ref], capture_output=True, text=True,
-                                   check=True).stdout.strip()
+        container = run(["docker", "create", ref]).stdout.strip()
         partial = target.with_suffix(".partial")
         try:
-            subprocess.run(["docker", "cp", f"{container}:/guest.raw", str(partial)], check=True, capture_output=True)
+            run(["docker", "cp", f"{container}:/guest.raw", str(partial)], log)
         finally:
             subprocess.run(["docker", "rm", container], capture_output=True)
         partial.rename(target)
