@@ -16,11 +16,12 @@ import sys
 import time
 from pathlib import Path
 
+from bench import proccpu
 from bench.common import RESULTS, TOP, cpu_busy_s, finish, host
 
 
 def one(lab: str, concurrency: int) -> dict[str, object]:
-    started, busy = time.monotonic(), cpu_busy_s()
+    started, busy, before = time.monotonic(), cpu_busy_s(), proccpu.snapshot()
     proc = subprocess.run([sys.executable, "-m", "compose.lab", "--name", lab, "tempest", "--json",
                            "--concurrency", str(concurrency)], cwd=TOP, capture_output=True, text=True)
     if not proc.stdout.strip():
@@ -29,6 +30,7 @@ def one(lab: str, concurrency: int) -> dict[str, object]:
     return {"concurrency": concurrency, "exit": proc.returncode,
             "wall_s": round(time.monotonic() - started, 1),  # configuration and cleanup included
             "tests_s": summary["seconds"], "cpu_busy_s": round(cpu_busy_s() - busy, 1),
+            "cpu_by_process": proccpu.difference(before, proccpu.snapshot()),
             **{k: summary[k] for k in ("passed", "failed", "skipped", "skip_reasons", "pins")}}
 
 
