@@ -17,20 +17,20 @@ import time
 from pathlib import Path
 
 from bench import proccpu
-from bench.common import RESULTS, TOP, cpu_busy_s, finish, host
+from bench.common import RESULTS, TOP, finish, host
 
 
 def one(lab: str, concurrency: int) -> dict[str, object]:
-    started, busy, before = time.monotonic(), cpu_busy_s(), proccpu.snapshot()
+    started, before = time.monotonic(), proccpu.snapshot()
     proc = subprocess.run([sys.executable, "-m", "compose.lab", "--name", lab, "tempest", "--json",
                            "--concurrency", str(concurrency)], cwd=TOP, capture_output=True, text=True)
     if not proc.stdout.strip():
         raise SystemExit(f"tempest gave no summary (exit {proc.returncode}): {proc.stderr[-2000:]}")
     summary = json.loads(proc.stdout)
+    cpu = proccpu.difference(before, proccpu.snapshot())
     return {"concurrency": concurrency, "exit": proc.returncode,
             "wall_s": round(time.monotonic() - started, 1),  # configuration and cleanup included
-            "tests_s": summary["seconds"], "cpu_busy_s": round(cpu_busy_s() - busy, 1),
-            "cpu_by_process": proccpu.difference(before, proccpu.snapshot()),
+            "tests_s": summary["seconds"], "cpu_busy_s": cpu["busy_s"], "cpu_by_process": cpu,
             **{k: summary[k] for k in ("passed", "failed", "skipped", "skip_reasons", "pins")}}
 
 
