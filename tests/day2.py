@@ -4,6 +4,7 @@ from a storage node, the API probe and the volume client that watch a roll, a la
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from typing import Any
@@ -85,6 +86,33 @@ def revocations(name: str) -> set[tuple[str, ...]]:
                  "SELECT id, COALESCE(user_id, ''), COALESCE(project_id, ''), issued_before "
                  "FROM keystone.revocation_event").stdout
     return {tuple(line.split("\t")) for line in out.splitlines() if line.strip()}
+
+
+_ERLANG_PID = re.compile(r"(<\d+\.\d+\.\d+>)")
+
+
+def amqp_connections(name: str) -> list[dict[str, str]]:
+    """Every AMQP connection the running controllers' RabbitMQ logged: which controller, the client's name
+    (`PROCESS:PID:UUID`, as oslo.messaging names it), and when RabbitMQ closed it for want of the client's
+    heartbeats ("" if it did not)."""
+    lab = Lab(name)
+    running = lab.running()
+    connections = []
+    for node in sorted(n for n, r in lab.roles().items() if r == catalog.CONTROLLER and n in running):
+        lines = docker("exec", running[node], "sh", "-c",
+                       "grep -h -e 'client-provided name' -e 'missed heartbeats' /var/log/rabbitmq/rabbit*.log "
+                       "| sed 's/\x1b\\[[0-9;]*m//g'", check=False).stdout.splitlines()
+        named: dict[str, dict[str, str]] = {}
+        for line in lines:
+            pid = _ERLANG_PID.search(line)
+            if pid and "client-provided name: " in line:
+                named[pid.group(1)] = {"node": node, "client": line.split("client-provided name: ", 1)[1].strip(),
+                                       "dropped_at": ""}
+            elif pid and "missed heartbeats" in line:
+                unnamed = {"node": node, "client": "?", "dropped_at": ""}
+                named.setdefault(pid.group(1), unnamed)["dropped_at"] = line[:26]
+        connections.extend(named.values())
+    return connections
 
 
 def admin_password(name: str) -> str:

@@ -227,6 +227,18 @@ def test_tempest_smoke_passes_and_skips_only_what_the_lab_does_not_offer(ha_lab,
     assert summary["cleanup"] == "done", summary["cleanup"]
 
 
+def test_no_api_process_loses_its_rabbitmq_connections_while_it_idles(ha_lab, checked):
+    """nova's APIs run under eventlet in uWSGI: with oslo.messaging's default green heartbeat, a worker that
+    served no request for a minute or two had RabbitMQ close its connections ("missed heartbeats from
+    client"), and the reconnect in its next request once took that request's database connection with it (a
+    500 in Tempest). By this point every nova-api has been idle between the checks and Tempest's groups."""
+    name, _, _, _ = ha_lab
+    apis = [c for c in day2.amqp_connections(name) if c["client"].startswith("uwsgi:")]
+    assert apis, "no API process connected to RabbitMQ: the checks' server requests should have"
+    dropped = [c for c in apis if c["dropped_at"]]
+    assert not dropped, dropped
+
+
 def test_timeline_draws_every_node_step_and_each_run_of_the_killed_controller(ha_lab, checked):
     name, _, _, _ = ha_lab
     victim = checked[1]["failover"]["data"]["victim"]

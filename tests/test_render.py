@@ -5,6 +5,7 @@ from __future__ import annotations
 import configparser
 import os
 import pwd
+import shlex
 from pathlib import Path
 
 import pytest
@@ -58,6 +59,19 @@ def test_quorum_queues_and_every_controller_in_transport_url(doc_of):
     assert all(f"@10.99.0.1{i}:5671" in url for i in (1, 2, 3))
     assert (rabbit["ssl"], rabbit["ssl_ca_file"]) == ("true", catalog.TLS_CA)
     assert nova["libvirt"]["virt_type"] == "qemu"
+
+
+def test_only_the_uwsgi_apis_send_rabbitmq_heartbeats_from_a_native_thread(doc_of):
+    tree = tree_of(doc_of("ctl1"))
+    for name, api in catalog.UWSGI_APIS.items():
+        # The file is sourced by sh: what its words say after sh's own splitting is what uwsgi is given.
+        daemon_args = tree[f"/etc/default/{api.default_name}"].content.decode().split('DAEMON_ARGS="')[1]
+        words = shlex.split(daemon_args.split('"')[0])
+        env = words[words.index("--env") + 1]
+        assert env == "OS_OSLO_MESSAGING_RABBIT__HEARTBEAT_IN_PTHREAD=true", name
+    # The eventlet daemons that read the same files (conductor, scheduler, agents) keep their green heartbeat.
+    for path in ("/etc/nova/nova.conf", "/etc/neutron/neutron.conf", "/etc/cinder/cinder.conf"):
+        assert "heartbeat_in_pthread" not in ini(tree[path])["oslo_messaging_rabbit"], path
 
 
 def test_galera_config_lists_all_controllers(doc_of):
