@@ -20,11 +20,17 @@ def secret_needles(site_secrets: dict[str, Any]) -> list[bytes]:
     lab = TOP / "compose/lab.secrets.yaml"
     if lab.exists():
         values.update(yaml.safe_load(lab.read_text()))
-    needles = []
-    for value in values.values():
-        for item in value if isinstance(value, list) else [value]:
-            needles.append(str(item).encode())
-    return needles
+    return [leaf.encode() for leaf in _leaves(values)]
+
+
+def _leaves(value: Any) -> list[str]:
+    """The secret strings in a secrets value: lists' items and mappings' values (a mapping's keys, such as
+    the node names of `node_certificates`, are not secret; an empty one holds nothing to look for)."""
+    if isinstance(value, dict):
+        return [leaf for item in value.values() for leaf in _leaves(item)]
+    if isinstance(value, list):
+        return [leaf for item in value for leaf in _leaves(item)]
+    return [str(value)]
 
 
 def problems_in(name: str, data: bytes, needles: list[bytes]) -> list[str]:
