@@ -92,26 +92,31 @@ _ERLANG_PID = re.compile(r"(<\d+\.\d+\.\d+>)")
 
 
 def amqp_connections(name: str) -> list[dict[str, str]]:
-    """Every AMQP connection the running controllers' RabbitMQ logged: which controller, the client's name
-    (`PROCESS:PID:UUID`, as oslo.messaging names it), and when RabbitMQ closed it for want of the client's
-    heartbeats ("" if it did not)."""
+    """Every AMQP connection the running controllers' RabbitMQ logged: which controller, the client's address
+    and name (`PROCESS:PID:UUID`, as oslo.messaging names it), when it opened, and when RabbitMQ closed it for
+    want of the client's heartbeats ("" if it did not). Times are UTC, "YYYY-MM-DD HH:MM:SS.ffffff"."""
     lab = Lab(name)
     running = lab.running()
     connections = []
     for node in sorted(n for n, r in lab.roles().items() if r == catalog.CONTROLLER and n in running):
         lines = docker("exec", running[node], "sh", "-c",
-                       "grep -h -e 'client-provided name' -e 'missed heartbeats' /var/log/rabbitmq/rabbit*.log "
-                       "| sed 's/\x1b\\[[0-9;]*m//g'", check=False).stdout.splitlines()
-        named: dict[str, dict[str, str]] = {}
+                       "grep -h -e 'accepting AMQP connection' -e 'client-provided name' -e 'missed heartbeats' "
+                       "/var/log/rabbitmq/rabbit*.log | sed 's/\x1b\\[[0-9;]*m//g'", check=False).stdout.splitlines()
+        seen: dict[str, dict[str, str]] = {}
         for line in lines:
             pid = _ERLANG_PID.search(line)
-            if pid and "client-provided name: " in line:
-                named[pid.group(1)] = {"node": node, "client": line.split("client-provided name: ", 1)[1].strip(),
-                                       "dropped_at": ""}
-            elif pid and "missed heartbeats" in line:
-                unnamed = {"node": node, "client": "?", "dropped_at": ""}
-                named.setdefault(pid.group(1), unnamed)["dropped_at"] = line[:26]
-        connections.extend(named.values())
+            if not pid:
+                continue
+            connection = seen.setdefault(pid.group(1), {"node": node, "from": "?", "opened": "", "client": "?",
+                                                        "dropped_at": ""})
+            if "accepting AMQP connection " in line:
+                peer = line.split("accepting AMQP connection ", 1)[1].split(" -> ", 1)[0]
+                connection.update({"from": peer.rsplit(":", 1)[0], "opened": line[:26]})
+            elif "client-provided name: " in line:
+                connection["client"] = line.split("client-provided name: ", 1)[1].strip()
+            else:
+                connection["dropped_at"] = line[:26]
+        connections.extend(seen.values())
     return connections
 
 
