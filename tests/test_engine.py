@@ -135,19 +135,52 @@ def test_failure_is_recorded_redacted_and_retried(tmp_path, doc_of, capsys):
 class NeverDone(Step):
     name = "liar"
     description = "claims work but never gets there"
+    settle_seconds = 0.5
 
     def done(self, ctx):
         return False
+
+    def why_not_done(self, ctx):
+        return "the daemon it started is failed"
 
     def run(self, ctx):
         return None
 
 
-def test_a_step_whose_check_still_fails_is_a_failure(tmp_path, doc_of):
+class DoneLate(Step):
+    """Its check passes a few polls after the work, like a daemon systemd restarts once after a first exit."""
+
+    name = "late"
+    description = "work whose check lags"
+    settle_seconds = 10
+
+    def __init__(self):
+        self.asked = 0
+
+    def done(self, ctx):
+        self.asked += 1
+        return self.asked >= 4  # once before run() (not done), then twice more after it
+
+    def run(self, ctx):
+        return "started"
+
+
+def _context(tmp_path, doc_of) -> Context:
     doc = document.validate(doc_of("cmp1"))
-    ctx = Context(doc=doc, root=tmp_path, facts=Facts(), state=StateStore(tmp_path / "s.json"), set_owner=False)
-    result = run_steps([NeverDone()], ctx)
-    assert not result.ok and "done() check still fails" in result.error
+    return Context(doc=doc, root=tmp_path, facts=Facts(), state=StateStore(tmp_path / "s.json"), set_owner=False)
+
+
+def test_a_step_whose_check_still_fails_is_a_failure_that_says_why(tmp_path, doc_of):
+    result = run_steps([NeverDone()], _context(tmp_path, doc_of))
+    assert not result.ok
+    assert result.error == ("RuntimeError: the step ran but its done() check still fails: "
+                            "the daemon it started is failed")
+
+
+def test_a_check_that_lags_the_work_is_waited_for(tmp_path, doc_of):
+    step = DoneLate()
+    result = run_steps([step], _context(tmp_path, doc_of))
+    assert result.ok and result.ran == ["late"] and step.asked == 4
 
 
 class Meeting(Step):

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from firstboot import graph
+from firstboot import graph, proc
 from firstboot.document import ROLES, Document
 from firstboot.files import under_root
 from firstboot.logsetup import REDACT
@@ -58,8 +58,18 @@ class Step:
     roles: frozenset[str] = frozenset(ROLES)
     after: tuple[str, ...] = ()
 
+    # done() right after run() may lag what run() did (a daemon that exited once and is being brought back
+    # by systemd's Restart=): it is asked again for this long before the step counts as failed, rather than
+    # failing the agent's run and waiting for systemd to start the agent again.
+    settle_seconds: float = 30
+
     def done(self, ctx: Context) -> bool:
         raise NotImplementedError
+
+    def why_not_done(self, ctx: Context) -> str:
+        """What done() finds missing, for the message of a step that ran and is still not done ("" when the
+        step cannot say)."""
+        return ""
 
     def run(self, ctx: Context) -> str | None:
         """Do the work; return a short detail for `status`."""
@@ -99,8 +109,12 @@ def _run_one(step: Step, ctx: Context, label: str, progress: Callable[[str], Non
     started = time.monotonic()
     try:
         detail = step.run(ctx)
-        if not step.done(ctx):
-            raise RuntimeError("the step ran but its done() check still fails")
+        try:
+            proc.wait_for(lambda: step.done(ctx), step.settle_seconds, f"{step.name} done")
+        except TimeoutError:
+            why = step.why_not_done(ctx)
+            raise RuntimeError("the step ran but its done() check still fails" + (f": {why}" if why else "")) \
+                from None
     except Exception as exc:  # every failure is recorded, then the run stops
         error = REDACT(f"{type(exc).__name__}: {exc}")
         ctx.state.fail(step.name, error)

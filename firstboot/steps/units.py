@@ -102,6 +102,16 @@ class UnitsStep(Step):
     def done(self, ctx: Context) -> bool:
         return all_active(ctx, self.groups) and self.ready(ctx)
 
+    def why_not_done(self, ctx: Context) -> str:
+        pending = sorted(set(ctx.state.data["agent"].get("restart_pending", [])) & set(self.groups))
+        if pending:
+            return f"restart still pending for {', '.join(pending)}"
+        states = {u: proc.unit_state(u) for u in units_for(ctx, self.groups)}
+        down = [f"{u} {state}" for u, state in states.items() if state != "active"]
+        if down:
+            return f"not active: {', '.join(down)}"
+        return f"not yet: {self.ready_what}" if self.ready_what else ""
+
     def run(self, ctx: Context) -> str:
         touched = start_units(ctx, self.groups, self.enable)
         if self.ready_what:
