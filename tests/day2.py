@@ -7,6 +7,7 @@ import json
 import re
 import time
 import uuid
+from datetime import datetime
 from typing import Any
 
 from compose.probe import Probe
@@ -91,10 +92,10 @@ def revocations(name: str) -> set[tuple[str, ...]]:
 _ERLANG_PID = re.compile(r"(<\d+\.\d+\.\d+>)")
 
 
-def amqp_connections(name: str) -> list[dict[str, str]]:
+def amqp_connections(name: str) -> list[dict[str, Any]]:
     """Every AMQP connection the running controllers' RabbitMQ logged: which controller, the client's address
-    and name (`PROCESS:PID:UUID`, as oslo.messaging names it), when it opened, and when RabbitMQ closed it for
-    want of the client's heartbeats ("" if it did not). Times are UTC, "YYYY-MM-DD HH:MM:SS.ffffff"."""
+    and name (`PROCESS:PID:UUID`, as oslo.messaging names it), when it opened (epoch seconds), and when
+    RabbitMQ closed it for want of the client's heartbeats (its log's UTC time, "" if it did not)."""
     lab = Lab(name)
     running = lab.running()
     connections = []
@@ -102,16 +103,17 @@ def amqp_connections(name: str) -> list[dict[str, str]]:
         lines = docker("exec", running[node], "sh", "-c",
                        "grep -h -e 'accepting AMQP connection' -e 'client-provided name' -e 'missed heartbeats' "
                        "/var/log/rabbitmq/rabbit*.log | sed 's/\x1b\\[[0-9;]*m//g'", check=False).stdout.splitlines()
-        seen: dict[str, dict[str, str]] = {}
+        seen: dict[str, dict[str, Any]] = {}
         for line in lines:
             pid = _ERLANG_PID.search(line)
             if not pid:
                 continue
-            connection = seen.setdefault(pid.group(1), {"node": node, "from": "?", "opened": "", "client": "?",
+            connection = seen.setdefault(pid.group(1), {"node": node, "from": "?", "opened": 0.0, "client": "?",
                                                         "dropped_at": ""})
             if "accepting AMQP connection " in line:
                 peer = line.split("accepting AMQP connection ", 1)[1].split(" -> ", 1)[0]
-                connection.update({"from": peer.rsplit(":", 1)[0], "opened": line[:26]})
+                opened = datetime.fromisoformat(line[:26] + "+00:00").timestamp()
+                connection.update({"from": peer.rsplit(":", 1)[0], "opened": opened})
             elif "client-provided name: " in line:
                 connection["client"] = line.split("client-provided name: ", 1)[1].strip()
             else:

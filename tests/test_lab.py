@@ -27,7 +27,7 @@ import pytest
 import requests
 import yaml
 
-from compose import cluster, haproxy
+from compose import agents, cluster, haproxy
 from compose.lifecycle import Operator
 from compose.site import Lab, derive_inventory  # the lab command's own view of its containers
 from firstboot import catalog, document, listening, render, tls
@@ -237,8 +237,7 @@ def test_no_api_process_loses_its_rabbitmq_connections_while_it_idles(ha_lab, ch
     # rightly closed for missed heartbeats.
     victim = checked[1]["failover"]["data"]["victim"]
     victim_address = next(n["addresses"]["management"] for n in Lab(name).nodes() if n["name"] == victim)
-    restarted = docker("inspect", "-f", "{{.State.StartedAt}}", container_of(name, victim)).stdout.strip()
-    restarted = restarted.replace("T", " ")[:19]
+    restarted = agents.container_started(container_of(name, victim)) or time.time()
     apis = [c for c in day2.amqp_connections(name) if c["client"].startswith("uwsgi:")]
     assert apis, "no API process connected to RabbitMQ: the checks' server requests should have"
     dropped = [c for c in apis if c["dropped_at"] and not (c["from"] == victim_address and c["opened"] < restarted)]

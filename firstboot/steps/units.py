@@ -80,11 +80,18 @@ def start_unit(unit: str, verb: str = "start") -> None:
             verb = "start"
 
 
+def not_running(ctx: Context, groups: tuple[str, ...]) -> list[str]:
+    """What keeps these groups' units from counting as running: a restart still pending, a unit in another
+    state than active."""
+    pending = sorted(set(ctx.state.data["agent"].get("restart_pending", [])) & set(groups))
+    if pending:
+        return [f"restart still pending for {g}" for g in pending]
+    states = {u: proc.unit_state(u) for u in units_for(ctx, groups)}
+    return [f"{u} {state}" for u, state in states.items() if state != "active"]
+
+
 def all_active(ctx: Context, groups: tuple[str, ...]) -> bool:
-    pending = set(ctx.state.data["agent"].get("restart_pending", []))
-    if pending & set(groups):
-        return False
-    return all(proc.unit_state(u) == "active" for u in units_for(ctx, groups))
+    return not not_running(ctx, groups)
 
 
 class UnitsStep(Step):
@@ -103,13 +110,8 @@ class UnitsStep(Step):
         return all_active(ctx, self.groups) and self.ready(ctx)
 
     def why_not_done(self, ctx: Context) -> str:
-        pending = sorted(set(ctx.state.data["agent"].get("restart_pending", [])) & set(self.groups))
-        if pending:
-            return f"restart still pending for {', '.join(pending)}"
-        states = {u: proc.unit_state(u) for u in units_for(ctx, self.groups)}
-        down = [f"{u} {state}" for u, state in states.items() if state != "active"]
-        if down:
-            return f"not active: {', '.join(down)}"
+        if missing := not_running(ctx, self.groups):
+            return f"not running: {', '.join(missing)}"
         return f"not yet: {self.ready_what}" if self.ready_what else ""
 
     def run(self, ctx: Context) -> str:
