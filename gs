@@ -54,6 +54,13 @@ ensure_docker() {
   if docker info >/dev/null 2>&1; then return 0; fi
   log "starting dockerd (log: /var/log/goldstack-dockerd.log)"
   local SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  # An engine killed without its shutdown (a host reset, SIGKILL) leaves its pid file, and dockerd refuses to
+  # start while it exists: removed when its process is not a running dockerd.
+  local pid; pid=$(cat /var/run/docker.pid 2>/dev/null || true)
+  if [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" != dockerd ]; then
+    log "removing /var/run/docker.pid left by a dockerd that is gone (pid $pid)"
+    $SUDO rm -f /var/run/docker.pid
+  fi
   $SUDO sh -c 'nohup dockerd --iptables=false >/var/log/goldstack-dockerd.log 2>&1 &'
   local i
   for i in $(seq 1 60); do docker info >/dev/null 2>&1 && return 0; sleep 1; done
