@@ -55,6 +55,24 @@ def test_image_is_role_generic(built_images, role):
     assert states.strip() and "enabled" not in states.replace("disabled", ""), states
 
 
+# The package units the elements extend with a drop-in (static/etc/systemd/system/UNIT.d/), by role.
+EXTENDED_UNITS = {catalog.CONTROLLER: {"neutron-openvswitch-agent.service", "rabbitmq-server.service"},
+                  catalog.COMPUTE: {"neutron-openvswitch-agent.service"}, catalog.STORAGE: set()}
+
+
+@pytest.mark.parametrize("role", ROLES_UNDER_TEST)
+def test_the_elements_drop_ins_extend_the_package_units(built_images, role):
+    """A drop-in under a misspelt unit name, or for a unit the image lacks, is silently ignored by systemd:
+    systemd-delta (which reads the unit directories without a running systemd) must list each as extending
+    its unit."""
+    ours = {path.parent.name.removesuffix(".d") for path in (TOP / "elements").glob(
+        "*/static/etc/systemd/system/*.service.d/*.conf")}
+    assert ours == set().union(*EXTENDED_UNITS.values()), ours
+    extended = _in_image(built_images[role], "systemd-delta --type=extended --no-pager || true")
+    found = {unit for unit in ours if f"/{unit} → /etc/systemd/system/{unit}.d/" in extended}
+    assert found == EXTENDED_UNITS[role], extended
+
+
 @pytest.mark.parametrize("role", ROLES_UNDER_TEST)
 def test_no_secret_or_private_key_in_the_image(built_images, role, tmp_path, site_secrets):
     tarball = tmp_path / "image.tar"
