@@ -675,12 +675,18 @@ def test_the_lab_grows_by_a_compute_and_two_storage_nodes(ha_lab, grown):
     assert set(day2.pool_sizes(name).values()) == {3}
 
 
-def test_a_server_is_scheduled_onto_the_new_compute_node(ha_lab, grown):
+@pytest.fixture(scope="module")
+def grown_server(ha_lab, grown) -> dict:
+    """A server booted onto the added compute node: the roll migrates it off and back, so it is a fixture of
+    both tests (run alone, the roll once found one server only)."""
     name, _, _, _ = ha_lab
     # Asked for on cmp2: which of two usable hosts the scheduler's weighers prefer is nova's business (it chose
     # the busier cmp1 in one run of many); that the new node takes a server through the scheduler is ours.
-    server = day2.boot_server(name, "goldstack-test-grown", host="cmp2")
-    assert server["OS-EXT-SRV-ATTR:host"] == "cmp2", server
+    return day2.boot_server(name, "goldstack-test-grown", host="cmp2")
+
+
+def test_a_server_is_scheduled_onto_the_new_compute_node(grown_server):
+    assert grown_server["OS-EXT-SRV-ATTR:host"] == "cmp2", grown_server
 
 
 def test_reconfigure_restarts_only_what_changed_and_no_request_fails(ha_lab, grown):
@@ -732,7 +738,7 @@ def test_day2_commands_refuse_bad_input_and_change_nothing(ha_lab, grown, tmp_pa
     assert (Lab(name).inventory(), Lab(name).settings()) == before
 
 
-def test_roll_replaces_every_node_and_no_request_fails(ha_lab, grown):
+def test_roll_replaces_every_node_and_no_request_fails(ha_lab, grown, grown_server):
     name, _, _, _ = ha_lab
     upgrade_image.build("test", NEXT_TAG)
     hosts_before = {s["ID"]: s["Host"] for s in day2.servers(name)}
