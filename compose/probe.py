@@ -5,10 +5,11 @@ TOKEN_EVERY seconds. Each request opens its own connection and is sent once: a r
 failed, and so has one slower than TIMEOUT. A server seen in any status but ACTIVE (or MIGRATING, on its way
 to another host) was interrupted.
 
-A token per cycle (as this client once did) is not what clients do (a session keeps its token until it nears
-expiry), and it cost the lab a third of a core (keystone's bcrypt check of the password, then every API's
-validation of a token it had never seen): 25 CPU-seconds a minute against 10 with a token every 10 s, measured
-on an idle three-controller lab. Keystone's token issue is still asked for through every move."""
+A token per cycle (as this client did until Dec 7) is not what clients do (a session keeps its token until it
+nears expiry), and it loaded the lab it measured: keystone's bcrypt check of the password, then each API's
+validation of a token it had never seen, cost 25 CPU-seconds a minute on an idle three-controller lab against
+10 with a token every 10 s, and a roll of its controllers took a quarter longer (bench/probe.py). Keystone's
+token issue is still asked for through every move."""
 
 from __future__ import annotations
 
