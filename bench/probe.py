@@ -18,17 +18,8 @@ import time
 from pathlib import Path
 
 from bench.common import RESULTS, TOP, cpu_busy_s, finish, host
-from compose.lab import Lab
-from compose.probe import Probe
+from compose.probe import TOKEN_EVERY
 from tests import day2
-
-
-class FreshTokenProbe(Probe):
-    """The probe before Dec 7: a token from keystone for every cycle."""
-
-    def _token_now(self) -> str:
-        self._token = ""
-        return super()._token_now()
 
 
 def labelled_image(tag: str, mark: str) -> str:
@@ -39,9 +30,7 @@ def labelled_image(tag: str, mark: str) -> str:
 
 
 def one(name: str, variant: str, tag: str) -> dict[str, object]:
-    lab = Lab(name)
-    kind = FreshTokenProbe if variant == "fresh" else Probe
-    probe = kind(lab.inventory()["vip"], day2.admin_password(name), str(lab.ca_file)).start()
+    probe = day2.probe(name, token_every=0.0 if variant == "fresh" else TOKEN_EVERY)  # fresh: as before Dec 7
     started, before = time.monotonic(), cpu_busy_s()
     proc = subprocess.run([sys.executable, "-m", "compose.lab", "--name", name, "roll", "--tag", tag, "--role",
                            "controller", "--json"], cwd=TOP, capture_output=True, text=True)

@@ -10,7 +10,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from compose.probe import Probe
+from compose.probe import TOKEN_EVERY, Probe
 from compose.site import Lab, derive_inventory
 from firstboot import catalog, seed
 from tests.dockerlab import docker
@@ -127,8 +127,10 @@ def admin_password(name: str) -> str:
     return str(secrets["keystone_admin"])
 
 
-def probe(name: str) -> Probe:
-    return Probe(Lab(name).inventory()["vip"], admin_password(name), str(Lab(name).ca_file)).start()
+def probe(name: str, token_every: float = TOKEN_EVERY) -> Probe:
+    """The lab's probe, started (token_every=0: a new token for every cycle)."""
+    lab = Lab(name)
+    return Probe(lab.inventory()["vip"], admin_password(name), str(lab.ca_file), token_every=token_every).start()
 
 
 def volume_io(name: str) -> VolumeIO:
