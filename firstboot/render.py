@@ -100,7 +100,6 @@ def _node_context(doc: Document, facts: Facts) -> dict[str, Any]:
 def _site_context(doc: Document) -> dict[str, Any]:
     """The site: its peers, the VIP and the networks."""
     controllers = doc.controllers
-    first = min((c.name for c in controllers), default=None)
     mgmt_net = doc.networks.get("management")
     return {
         "cluster": doc.cluster,
@@ -109,9 +108,9 @@ def _site_context(doc: Document) -> dict[str, Any]:
         "storages": doc.storages,
         "computes": doc.computes,
         "others": [c for c in controllers if c.name != doc.node.name],
-        # The first controller by name seeds RabbitMQ's cluster: it discovers only itself.
-        "rabbitmq_discovery_nodes": [c for c in controllers if c.name == first]
-        if doc.node.name == first else controllers,
+        # A blank node discovers the controllers before it by name (and itself), which run when it starts (the
+        # rabbitmq step): the first seeds the cluster; no node probes a peer that waits for it.
+        "rabbitmq_discovery_nodes": [c for c in controllers if c.name <= doc.node.name],
         "vip": doc.vip,
         "vip_prefix": int(mgmt_net.split("/")[1]) if mgmt_net else 32,
         # Same on every controller of a cluster, different between clusters sharing a segment.

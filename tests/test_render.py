@@ -61,6 +61,16 @@ def test_quorum_queues_and_every_controller_in_transport_url(doc_of):
     assert nova["libvirt"]["virt_type"] == "qemu"
 
 
+@pytest.mark.parametrize(("name", "listed"), [("ctl1", ["ctl1"]), ("ctl2", ["ctl1", "ctl2"]),
+                                             ("ctl3", ["ctl1", "ctl2", "ctl3"])])
+def test_a_blank_rabbitmq_node_discovers_only_the_controllers_before_it(doc_of, name, listed):
+    """They run when it starts (the rabbitmq step waits for them); probing a later one cost ctl2 12 s."""
+    conf = tree_of(doc_of(name))["/etc/rabbitmq/rabbitmq.conf"].content.decode()
+    found = [line.split("= rabbit@")[1] for line in conf.splitlines()
+             if line.startswith("cluster_formation.classic_config.nodes.")]
+    assert found == listed
+
+
 def test_only_the_uwsgi_apis_send_rabbitmq_heartbeats_from_a_native_thread(doc_of):
     tree = tree_of(doc_of("ctl1"))
     for name, api in catalog.UWSGI_APIS.items():

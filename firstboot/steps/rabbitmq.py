@@ -5,7 +5,7 @@ Formation: blank nodes never discover together. RabbitMQ 4.0's peer discovery ca
 nodes discover each other at once (a node stuck after "virgin node -> run peer discovery" until
 systemd's start timeout, with three nodes started together as with two joining a running one). So the
 first controller by name seeds a new cluster: it lists only itself for discovery (rabbitmq.conf) and
-starts at once; every other blank node starts once the controllers before it by name
+starts at once; every other blank node lists the controllers before it by name, starts once they
 run (at most BLANK_WAIT_SECONDS), then discovers them and joins: one blank node joins at a time.
 Should a blank node still end up alone while a peer runs a cluster (a controller re-created under its
 old name, which the others still list), the step resets it, has the peer forget the former node if
