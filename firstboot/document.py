@@ -29,6 +29,7 @@ NAME_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _REGION = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _IFACE = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")
 _DEVICE = re.compile(r"^/dev/[A-Za-z0-9/_.:-]+$")
+_MAC = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")
 _VOLUME_GROUP = re.compile(r"[A-Za-z0-9+_.][A-Za-z0-9+_.-]{0,126}")
 _HOST_NAME = re.compile(r"(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}"
                         r"[A-Za-z0-9])?)*\.?")
@@ -124,6 +125,7 @@ class Node:
     addresses: dict[str, str]
     interfaces: dict[str, str] = field(default_factory=dict)
     osd_device: str | None = None
+    macs: dict[str, str] = field(default_factory=dict)  # the NIC of each network, for a VM's or machine's seed
 
     @property
     def management(self) -> str:
@@ -353,7 +355,7 @@ def _unusable(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
 
 
 def parse_node(chk: Checker, raw: Any, path: str, role: str | None) -> Node | None:
-    data = chk.mapping(raw, path, {"name", "role", "addresses", "interfaces", "osd_device"},
+    data = chk.mapping(raw, path, {"name", "role", "addresses", "interfaces", "macs", "osd_device"},
                        {"name"} | ({"role"} if role is None else set()))
     name = chk.string(data, "name", path, NAME_PATTERN, "lower-case letters, digits and '-', like ctl1")
     node_role = role
@@ -375,6 +377,19 @@ def parse_node(chk: Checker, raw: Any, path: str, role: str | None) -> Node | No
         for net in imap:
             if net in NETWORKS and (iface := chk.string(imap, net, f"{path}.interfaces", _IFACE, "an interface name")):
                 interfaces[net] = iface
+    macs: dict[str, str] = {}
+    if "macs" in data:
+        mmap = chk.mapping(data["macs"], f"{path}.macs", set(NETWORKS))
+        for net in mmap:
+            if isinstance(mmap[net], int):  # YAML 1.1 reads 52:54:00:12:34:56 as a base-60 number
+                chk.add(f"{path}.macs.{net}", "was read as a number: quote the MAC, like \"52:54:00:12:34:56\"")
+                continue
+            if net in NETWORKS and (mac := chk.string(mmap, net, f"{path}.macs", _MAC,
+                                                      "a MAC address like 52:54:00:12:34:56")):
+                if net not in addresses:
+                    chk.add(f"{path}.macs.{net}", f"names the NIC of {net}, but the node has no {net} address: "
+                            f"add addresses.{net} or remove macs.{net}")
+                macs[net] = mac
     osd_device = chk.string(data, "osd_device", path, _DEVICE, "a block device path like /dev/vdb")
     if osd_device and (posixpath.normpath(osd_device) != osd_device or osd_device.startswith("//")):
         chk.add(f"{path}.osd_device", f"{osd_device!r} is not a plain device path: write it without '.', '..', "
@@ -382,7 +397,7 @@ def parse_node(chk: Checker, raw: Any, path: str, role: str | None) -> Node | No
         osd_device = None
     if name is None or node_role is None:
         return None
-    return Node(name, node_role, addresses, interfaces, osd_device)
+    return Node(name, node_role, addresses, interfaces, osd_device, macs)
 
 
 Entry = tuple[str, Node]  # (field path of the node, the node)
@@ -418,9 +433,10 @@ def check_controller_count(chk: Checker, count: int, path: str) -> None:
 
 
 def check_node_set(chk: Checker, entries: list[Entry]) -> None:
-    """Names unique across the site; each address used by one node only."""
+    """Names unique across the site; each address, and each NIC's MAC, used by one node only."""
     names: dict[str, str] = {}
     seen_addr: dict[tuple[str, str], str] = {}
+    seen_mac: dict[str, tuple[str, str]] = {}
     for where, n in entries:
         if n.name in names:
             chk.add(f"{where}.name", f"{n.name!r} is used twice (also {names[n.name]}); node names must be unique")
@@ -429,6 +445,11 @@ def check_node_set(chk: Checker, entries: list[Entry]) -> None:
             if (net, ip) in seen_addr:
                 chk.add(f"{where}.addresses.{net}", f"{ip} is also the address of {seen_addr[(net, ip)]}")
             seen_addr.setdefault((net, ip), n.name)
+        for net, mac in n.macs.items():
+            if (owner := seen_mac.get(mac.lower())) and owner != (n.name, net):
+                chk.add(f"{where}.macs.{net}", f"{mac} is also the NIC of {owner[0]}'s {owner[1]} network; each "
+                        "network of each node needs a NIC of its own")
+            seen_mac.setdefault(mac.lower(), (n.name, net))
 
 
 def check_vip(chk: Checker, raw: Any, entries: list[Entry]) -> tuple[str | None, str | None]:
@@ -589,7 +610,7 @@ def validate(data: dict[str, Any], source: str = "document") -> Document:
                 if me.addresses.get(net) != ip:
                     chk.add(f"node.addresses.{net}", f"{ip} differs from the peer list ({me.addresses.get(net)})")
             me = Node(me.name, me.role, me.addresses, node.interfaces or me.interfaces,
-                      node.osd_device or me.osd_device)
+                      node.osd_device or me.osd_device, node.macs or me.macs)
 
     networks = check_networks(chk, top.get("networks", {}), entries, vip)
     check_one_family(chk, entries, vip)

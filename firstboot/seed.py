@@ -7,6 +7,7 @@ swapped into place, so a bad inventory leaves the output untouched.
 from __future__ import annotations
 
 import io
+import ipaddress
 import json
 import os
 import shutil
@@ -178,7 +179,7 @@ def node_document(inv: Inventory, node: dict[str, Any], site_secrets: dict[str, 
     role = node["role"]
     peers: dict[str, list[dict[str, Any]]] = {}
     for n in inv.nodes:
-        entry = {k: n[k] for k in ("name", "addresses", "interfaces", "osd_device") if k in n}
+        entry = {k: n[k] for k in ("name", "addresses", "interfaces", "macs", "osd_device") if k in n}
         peers.setdefault(n["role"], []).append(entry)
     doc: dict[str, Any] = {
         "version": document.VERSION,
@@ -209,6 +210,57 @@ def user_data(doc: dict[str, Any]) -> str:
         "write_files": [{"path": NODE_FILE, "owner": "root:root", "permissions": "0600", "content": body}],
     }
     return "#cloud-config\n" + yaml.safe_dump(cloud_config, sort_keys=False, default_flow_style=False)
+
+
+def _own_entry(doc: dict[str, Any]) -> dict[str, Any]:
+    me = doc["node"]["name"]
+    return next(p for p in doc["peers"][doc["node"]["role"]] if p["name"] == me)
+
+
+def static_links(doc: dict[str, Any]) -> list[dict[str, str]]:
+    """The node's NICs with their static addresses: one per network that has an address here and a prefix in
+    `networks`, in NETWORKS order. A NIC is found by its MAC when the inventory gives one, else by its name:
+    the inventory's `interfaces` name, else eth0, eth1, ... in that order (the disk images boot with
+    net.ifnames=0, so a VM's NICs take those names in PCI order)."""
+    me = _own_entry(doc)
+    prefixes = {net: ipaddress.ip_network(cidr, strict=False).prefixlen
+                for net, cidr in (doc.get("networks") or {}).items()}
+    links = []
+    for index, net in enumerate(n for n in document.NETWORKS if n in me["addresses"]):
+        if net not in prefixes:
+            continue
+        name = (me.get("interfaces") or {}).get(net, f"eth{index}")
+        link = {"network": net, "name": name, "address": f"{me['addresses'][net]}/{prefixes[net]}"}
+        if mac := (me.get("macs") or {}).get(net):
+            link["mac"] = mac
+        links.append(link)
+    return links
+
+
+def network_config(links: list[dict[str, str]]) -> dict[str, Any]:
+    """cloud-init's network configuration (version 2) for a NoCloud seed: the static addresses, no DHCP."""
+    ethernets = {}
+    for link in links:
+        entry: dict[str, Any] = {"dhcp4": False, "dhcp6": False, "addresses": [link["address"]]}
+        if "mac" in link:
+            entry = {"match": {"macaddress": link["mac"]}, "set-name": link["name"], **entry}
+        else:
+            entry = {"match": {"name": link["name"]}, **entry}
+        ethernets[link["name"]] = entry
+    return {"version": 2, "ethernets": ethernets}
+
+
+def network_data(links: list[dict[str, str]]) -> dict[str, Any]:
+    """The same for a config drive (OpenStack's network_data.json, which names each NIC by its MAC)."""
+    data: dict[str, Any] = {"links": [], "networks": [], "services": []}
+    for link in links:
+        interface = ipaddress.ip_interface(link["address"])
+        data["links"].append({"id": link["name"], "name": link["name"], "type": "phy",
+                              "ethernet_mac_address": link["mac"]})
+        data["networks"].append({"id": f"{link['network']}-v{interface.version}", "link": link["name"],
+                                 "type": f"ipv{interface.version}", "ip_address": str(interface.ip),
+                                 "netmask": str(interface.netmask), "routes": []})
+    return data
 
 
 def _instance_id(doc: dict[str, Any]) -> str:
@@ -260,6 +312,11 @@ def seed_files(doc: dict[str, Any]) -> dict[str, dict[str, bytes]]:
                          indent=2).encode()
     nocloud = {"meta-data": meta, "user-data": ud}
     configdrive = {"openstack/latest/meta_data.json": cd_meta, "openstack/latest/user_data": ud}
+    # Without a static address to give, no network configuration: cloud-init's default (DHCP on the first NIC).
+    if links := static_links(doc):
+        nocloud["network-config"] = yaml.safe_dump(network_config(links), sort_keys=False).encode()
+        if all("mac" in link for link in links):  # a config drive's links are found by MAC only
+            configdrive["openstack/latest/network_data.json"] = json.dumps(network_data(links), indent=2).encode()
     node_yaml = yaml.safe_dump(doc, sort_keys=False, default_flow_style=False).encode()
     return {"file": {"node.yaml": node_yaml}, "nocloud": nocloud, "configdrive": configdrive}
 

@@ -58,8 +58,10 @@ def dib_env(opts: argparse.Namespace, role: str) -> dict[str, str]:
 
 
 def grub_config(kernel: str, initrd: str) -> str:
+    """net.ifnames=0: the NICs are eth0, eth1, ... in PCI order, the names a seed's network configuration
+    gives a NIC it does not find by MAC (firstboot.seed.static_links)."""
     return (f"set timeout=1\ninsmod part_gpt\ninsmod ext2\nsearch --no-floppy --label {ROOT_LABEL} --set=root\n"
-            f"linux /{kernel} root=LABEL={ROOT_LABEL} ro console=tty0 console=ttyS0,115200n8\n"
+            f"linux /{kernel} root=LABEL={ROOT_LABEL} ro net.ifnames=0 console=tty0 console=ttyS0,115200n8\n"
             f"initrd /{initrd}\nboot\n")
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -17,13 +18,15 @@ import pytest
 
 from firstboot import seed
 
-pytestmark = [pytest.mark.image, pytest.mark.qcow2]
+# The build is part of the first test (its fixture): 10 minutes is too short for it on a loaded host.
+pytestmark = [pytest.mark.image, pytest.mark.qcow2, pytest.mark.timeout(1800)]
 TOP = Path(__file__).resolve().parent.parent
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
 SUCCESS, FAILURE = "goldstack-firstboot: SUCCESS", "goldstack-firstboot: FAILED"
 ROLE = os.environ.get("GOLDSTACK_QCOW2_ROLE", "compute")
 NODE = {"compute": "cmp1", "controller": "ctl1", "storage": "sto1"}[ROLE]
+MAC = "52:54:00:99:00:21"
 DAEMON = {"compute": "nova-compute", "controller": "nova-api", "storage": "ceph-osd"}[ROLE]
 
 
@@ -54,10 +57,16 @@ def test_qcow2_manifest_matches_the_container_role_packages(role_qcow2):
 def test_qcow2_boots_through_uefi_and_the_agent_succeeds(role_qcow2, tmp_path, doc_of):
     doc = doc_of(NODE)
     doc.setdefault("options", {})["stop_after"] = "config"  # no control plane here to register with
+    # The seed's network configuration finds the VM's NIC by this MAC and gives it the node's address.
+    me = next(p for p in doc["peers"][ROLE] if p["name"] == NODE)
+    me["macs"] = {"management": MAC}
     seed.build_node(tmp_path / "seed", doc, ("nocloud-iso",))
     overlay = tmp_path / "disk.qcow2"
+    # A disk 1 GiB larger than the image, as a VM's usually is: the root file system must grow to it.
+    size = json.loads(subprocess.run(["qemu-img", "info", "--output=json", str(role_qcow2)], capture_output=True,
+                                     text=True, check=True).stdout)["virtual-size"]
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(role_qcow2), "-F", "qcow2",
-                    str(overlay)], check=True)
+                    str(overlay), str(size + 2**30)], check=True)
     variables = tmp_path / "vars.fd"
     shutil.copy(OVMF_VARS, variables)
     serial = tmp_path / "serial.log"
@@ -67,7 +76,8 @@ def test_qcow2_boots_through_uefi_and_the_agent_succeeds(role_qcow2, tmp_path, d
            "-drive", f"if=pflash,format=raw,file={variables}",
            "-drive", f"file={overlay},if=virtio,format=qcow2",
            "-drive", f"file={tmp_path / 'seed/nocloud.iso'},media=cdrom,readonly=on",
-           "-nic", "none", "-display", "none", "-monitor", "none", "-serial", f"file:{serial}"]
+           "-nic", f"user,model=virtio-net-pci,mac={MAC}",
+           "-display", "none", "-monitor", "none", "-serial", f"file:{serial}"]
     vm = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 900
@@ -81,6 +91,17 @@ def test_qcow2_boots_through_uefi_and_the_agent_succeeds(role_qcow2, tmp_path, d
         assert vm.poll() is None, f"QEMU exited ({vm.returncode}): {vm.stdout.read() if vm.stdout else ''}\n{tail}"
         assert SUCCESS in text, f"no success line on the serial console within the time limit:\n{tail}"
         assert f"node={NODE} role={ROLE}" in text
+        # cloud-init's table of the NICs (on the console): the one with that MAC is eth0 with the address, so
+        # the agent found its management interface by the address (no fallback guess).
+        address = me["addresses"]["management"]
+        ipv4 = re.findall(rf"ci-info: \|\s*eth0\s*\|\s*True\s*\|\s*([0-9.]+)\s*\|.*\|\s*{MAC}\s*\|", text)
+        assert ipv4 == [address], f"eth0 ({MAC}) should hold {address} alone (no DHCP), not {ipv4}:\n{tail}"
+        assert "no interface holds" not in text, tail
+        assert "Failed to start networking.service" not in text, tail
+        # The root file system grew at first boot (cloud-init's growpart, then resize2fs: the kernel says so).
+        grown = re.search(r"EXT4-fs \((vd\w+)\): resized filesystem to (\d+)", text)
+        assert grown, f"the root file system did not grow to the larger disk:\n{tail}"
+        assert re.search(r"Finished .*sshd-keygen\.service", text), "no SSH host keys made at first boot"
         for value in doc["secrets"].values():
             assert str(value) not in text
     finally:

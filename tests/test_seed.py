@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -122,3 +123,67 @@ def test_overrides_reach_only_roles_that_have_the_file(tmp_path, inventory, inve
     assert "overrides" in yaml.safe_load((tmp_path / "o/ctl1/node.yaml").read_text())
     assert "overrides" not in yaml.safe_load((tmp_path / "o/cmp1/node.yaml").read_text())
     assert seed.FORMATS
+
+
+def _with_nics(inventory: dict, inventory_file: Path) -> None:
+    """cmp1 with a provider network too: management found by MAC, provider by name."""
+    inventory["networks"]["provider"] = "10.98.0.0/23"
+    cmp1 = inventory["nodes"][3]
+    cmp1["addresses"]["provider"] = "10.98.1.21"
+    cmp1["macs"] = {"management": "52:54:00:AA:00:21"}
+    inventory_file.write_text(yaml.safe_dump(inventory))
+
+
+def test_nocloud_seed_gives_each_network_its_static_address(tmp_path, inventory, inventory_file):
+    _with_nics(inventory, inventory_file)
+    assert run_seed(str(inventory_file), "--out", str(tmp_path / "o")).returncode == 0
+    config = yaml.safe_load((tmp_path / "o/cmp1/nocloud/network-config").read_text())
+    assert config == {"version": 2, "ethernets": {
+        "eth0": {"match": {"macaddress": "52:54:00:AA:00:21"}, "set-name": "eth0", "dhcp4": False, "dhcp6": False,
+                 "addresses": ["10.99.0.21/24"]},
+        "eth1": {"match": {"name": "eth1"}, "dhcp4": False, "dhcp6": False, "addresses": ["10.98.1.21/23"]}}}
+    # Not every NIC has a MAC: a config drive (whose links are found by MAC only) gets no network data.
+    assert not (tmp_path / "o/cmp1/configdrive/openstack/latest/network_data.json").exists()
+    # The node document carries the MACs too (the agent validates them with the rest).
+    doc = document.load_text((tmp_path / "o/cmp1/node.yaml").read_text(), "x")
+    assert doc.node.macs == {"management": "52:54:00:AA:00:21"}
+
+
+def test_config_drive_gets_network_data_when_every_nic_has_a_mac(tmp_path, inventory, inventory_file):
+    _with_nics(inventory, inventory_file)
+    inventory["nodes"][3]["macs"]["provider"] = "52:54:00:aa:01:21"
+    inventory["nodes"][3]["interfaces"] = {"provider": "prov0"}
+    inventory_file.write_text(yaml.safe_dump(inventory))
+    assert run_seed(str(inventory_file), "--out", str(tmp_path / "o")).returncode == 0
+    data = json.loads((tmp_path / "o/cmp1/configdrive/openstack/latest/network_data.json").read_text())
+    assert [(link["name"], link["ethernet_mac_address"]) for link in data["links"]] == [
+        ("eth0", "52:54:00:AA:00:21"), ("prov0", "52:54:00:aa:01:21")]
+    assert [(n["link"], n["ip_address"], n["netmask"]) for n in data["networks"]] == [
+        ("eth0", "10.99.0.21", "255.255.255.0"), ("prov0", "10.98.1.21", "255.255.254.0")]
+    config = yaml.safe_load((tmp_path / "o/cmp1/nocloud/network-config").read_text())
+    assert config["ethernets"]["prov0"]["set-name"] == "prov0"
+
+
+def test_network_without_a_prefix_gets_no_static_address(tmp_path, inventory, inventory_file):
+    del inventory["networks"]
+    inventory_file.write_text(yaml.safe_dump(inventory))
+    assert run_seed(str(inventory_file), "--out", str(tmp_path / "o")).returncode == 0
+    assert not (tmp_path / "o/cmp1/nocloud/network-config").exists()  # cloud-init's default: DHCP
+
+
+def test_bad_or_shared_mac_is_refused_by_name(tmp_path, inventory, inventory_file):
+    out = tmp_path / "out"
+    inventory["nodes"][3]["macs"] = {"management": "52:54:00:aa:00:2"}
+    inventory["nodes"][4]["macs"] = {"management": "52:54:00:aa:00:31", "provider": "52:54:00:aa:00:32"}
+    inventory["nodes"][2]["macs"] = {"management": "52:54:00:AA:00:31"}
+    # ctl1's MAC unquoted, as a user may write it: YAML reads it as a number.
+    unquoted = "name: ctl1\n  macs: {management: 52:54:00:12:34:56}"
+    inventory_file.write_text(yaml.safe_dump(inventory).replace("name: ctl1", unquoted, 1))
+    result = run_seed(str(inventory_file), "--out", str(out))
+    assert result.returncode == 3
+    assert "nodes[3].macs.management" in result.stderr and "a MAC address like 52:54:00:12:34:56" in result.stderr
+    assert "nodes[4].macs.provider: names the NIC of provider, but the node has no provider address" in result.stderr
+    assert "nodes[4].macs.management: 52:54:00:aa:00:31 is also the NIC of ctl3's management network" \
+        in result.stderr
+    assert "nodes[0].macs.management: was read as a number: quote the MAC" in result.stderr
+    assert not out.exists() or not any(out.iterdir())
