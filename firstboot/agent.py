@@ -84,7 +84,13 @@ def run(opts: RunOptions, steps: tuple[Step, ...] = ALL_STEPS) -> RunResult:
         identity.check(doc, state.data["agent"].get("identity"), source)
         state.begin_run(node=doc.node.name, role=doc.role, cluster=doc.cluster, source=found.source,
                         source_where=found.where, document=doc.fingerprint, identity=identity.of(doc))
-        ctx = Context(doc=doc, root=root, facts=facts.gather(doc, root), state=state, set_owner=opts.set_owner)
+        try:
+            host = facts.gather(doc, root)
+        except facts.NicMissing as exc:
+            state.end_run(FAILED, str(exc))
+            log.error("%s node=%s role=%s step=facts: %s", FAILURE_MARK, doc.node.name, doc.role, exc)
+            return RunResult(ok=False, ran=[], skipped=[], failed="facts", error=str(exc))
+        ctx = Context(doc=doc, root=root, facts=host, state=state, set_owner=opts.set_owner)
         state.data["agent"]["plan"] = [s.name for s in plan]
         state.data["agent"]["facts"] = dataclasses.asdict(ctx.facts)
         result = run_steps(plan, ctx)

@@ -12,21 +12,43 @@ import time
 from pathlib import Path
 
 from firstboot.document import Document
+from firstboot.errors import GoldstackError
 from firstboot.render import Facts
 
 log = logging.getLogger(__name__)
 
 
-def interface_of(address: str) -> str | None:
-    """The interface that holds this address, from `ip -j addr`."""
+class NicMissing(GoldstackError):
+    """The document names a NIC by a MAC this machine does not have: nothing is configured for it."""
+
+
+def _links() -> list[dict]:
+    """`ip -j addr`: every interface with its MAC and addresses (none when ip cannot run)."""
     try:
         out = subprocess.run(["ip", "-j", "addr"], capture_output=True, text=True, timeout=10, check=True).stdout
     except (OSError, subprocess.SubprocessError):
-        return None
-    for link in json.loads(out or "[]"):
+        return []
+    return json.loads(out or "[]")
+
+
+def interface_of(address: str) -> str | None:
+    """The interface that holds this address."""
+    for link in _links():
         if any(a.get("local") == address for a in link.get("addr_info", [])):
             return link.get("ifname")
     return None
+
+
+def check_macs(macs: dict[str, str], links: list[dict]) -> None:
+    """Every NIC the document names by MAC is here; else the agent stops before writing anything, saying which
+    field names which MAC and what NICs there are (a VM started with another MAC, a machine's NIC swapped)."""
+    present = {str(link.get("address", "")).lower(): link.get("ifname") for link in links}
+    missing = {net: mac for net, mac in macs.items() if mac.lower() not in present}
+    if missing:
+        have = ", ".join(f"{name} {mac}" for mac, name in present.items() if mac and name != "lo") or "none"
+        wrong = "; ".join(f"node.macs.{net}: no NIC has {mac}" for net, mac in missing.items())
+        raise NicMissing(f"{wrong} (this machine's NICs: {have}); fix the inventory's macs or the machine's NICs, "
+                         "then make the seed again")
 
 
 def in_container(root: Path) -> bool:
@@ -98,6 +120,8 @@ def virt_type(doc: Document, root: Path) -> str:
 
 
 def gather(doc: Document, root: Path) -> Facts:
+    if doc.node.macs:
+        check_macs(doc.node.macs, _links())
     iface = doc.node.interfaces.get("management") or interface_of(doc.node.management)
     if iface is None:
         log.warning("no interface holds %s; assuming eth0 (set node.interfaces.management)", doc.node.management)

@@ -186,3 +186,19 @@ def test_hosts_block_drops_other_lines_naming_managed_hosts():
     once = replace_block(engine, block, {"ctl1", "ctl2"})
     assert once == f"127.0.0.1\tlocalhost\n192.0.2.5 other # ctl1 in a comment\n{block}"
     assert replace_block(once, block, {"ctl1", "ctl2"}) == once  # idempotent: the step is then done
+
+
+def test_a_nic_the_document_names_by_mac_and_this_machine_lacks_stops_the_run_before_any_file(tmp_path, doc_of):
+    data = doc_of("cmp1")
+    next(p for p in data["peers"]["compute"] if p["name"] == "cmp1")["macs"] = {"management": "02:00:5e:00:53:99"}
+    seed.build_node(tmp_path / "seed", data, ("nocloud",))
+    root = tmp_path / "root"
+    (root / "var/lib/cloud/seed").mkdir(parents=True)
+    (tmp_path / "seed/nocloud").rename(root / "var/lib/cloud/seed/nocloud")
+    result = agent("run", "--root", str(root), "--no-chown")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "FAILED node=cmp1 role=compute step=facts: node.macs.management: no NIC has 02:00:5e:00:53:99" \
+        in result.stdout + result.stderr
+    assert not (root / "etc").exists()  # nothing rendered
+    status = json.loads(agent("status", "--root", str(root), "--json").stdout)
+    assert status["agent"]["status"] == "failed" and "node.macs.management" in status["agent"]["error"]

@@ -36,3 +36,13 @@ def test_only_compute_nodes_probe_and_explicit_choices_win(doc_of, tmp_path):
     raw.setdefault("options", {})["virt_type"] = "kvm"
     assert facts.virt_type(document.validate(raw, "cmp1"), tmp_path) == "kvm"
     assert facts.virt_type(document.validate(doc_of("ctl1"), "ctl1"), tmp_path) == "qemu"
+
+
+def test_every_nic_named_by_mac_must_be_here():
+    links = [{"ifname": "lo", "address": "00:00:00:00:00:00"}, {"ifname": "eth0", "address": "52:54:00:99:00:21"}]
+    facts.check_macs({"management": "52:54:00:99:00:21".upper()}, links)  # case does not matter
+    with pytest.raises(facts.NicMissing) as caught:
+        facts.check_macs({"management": "52:54:00:99:00:21", "provider": "52:54:00:99:01:21"}, links)
+    message = str(caught.value)
+    assert "node.macs.provider: no NIC has 52:54:00:99:01:21" in message and "management" not in message.split("(")[0]
+    assert "this machine's NICs: eth0 52:54:00:99:00:21" in message and "lo " not in message
