@@ -38,7 +38,7 @@ def lab(*args: str, timeout: float = 3600) -> dict[str, Any]:
 def memory_mb() -> dict[str, float]:
     """Each running node's memory as `docker stats` counts it (page cache that can be dropped excluded)."""
     running = {container: node for node, container in Lab(NAME).running().items()}
-    out = subprocess.run(["docker", "stats", "--no-stream", "--format", "{{.Name}} {{.MemUsage}}", *running],
+    out = subprocess.run(["docker", "stats", "--no-stream", "--format", "{{.Container}} {{.MemUsage}}", *running],
                          capture_output=True, text=True, check=True).stdout
     found = {}
     for line in out.splitlines():
