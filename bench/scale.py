@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import subprocess
 import sys
 import time
@@ -25,7 +24,6 @@ from firstboot import catalog
 LAB = [sys.executable, "-m", "compose.lab"]
 NAME = "bench-scale"
 COMPUTES, STORAGES = 4, 3
-_UNITS = {"B": 1 / 2**20, "KiB": 1 / 1024, "MiB": 1, "GiB": 1024}
 
 
 def lab(*args: str, timeout: float = 3600) -> dict[str, Any]:
@@ -35,18 +33,29 @@ def lab(*args: str, timeout: float = 3600) -> dict[str, Any]:
     return json.loads(proc.stdout)
 
 
-def memory_mb() -> dict[str, float]:
-    """Each running node's memory as `docker stats` counts it (page cache that can be dropped excluded)."""
-    running = {container: node for node, container in Lab(NAME).running().items()}
-    out = subprocess.run(["docker", "stats", "--no-stream", "--format", "{{.Container}} {{.MemUsage}}", *running],
-                         capture_output=True, text=True, check=True).stdout
-    found = {}
-    for line in out.splitlines():
-        container, usage = line.split(" ", 1)
-        amount = re.match(r"([\d.]+)\s*([KMG]iB|B)", usage)
-        if amount and container in running:
-            found[running[container]] = round(float(amount.group(1)) * _UNITS[amount.group(2)], 1)
-    return found
+def _container_memory_mb(ident: str) -> float | None:
+    """A container's memory from its cgroup (v1 or v2), less the page cache it could drop at once, as `docker
+    stats` counts it where it works (on this host it reports 0 B under cgroup v1)."""
+    for usage, stat, inactive in ((f"/sys/fs/cgroup/memory/docker/{ident}/memory.usage_in_bytes",
+                                   f"/sys/fs/cgroup/memory/docker/{ident}/memory.stat", "total_inactive_file"),
+                                  (f"/sys/fs/cgroup/system.slice/docker-{ident}.scope/memory.current",
+                                   f"/sys/fs/cgroup/system.slice/docker-{ident}.scope/memory.stat", "inactive_file")):
+        try:
+            used = int(Path(usage).read_text())
+            lines = dict(line.split() for line in Path(stat).read_text().splitlines())
+        except OSError:
+            continue
+        return round((used - int(lines.get(inactive, 0))) / 2**20, 1)
+    return None
+
+
+def memory_mb() -> dict[str, float | None]:
+    """Each running node's memory."""
+    return {node: _container_memory_mb(ident) for node, ident in Lab(NAME).running().items()}
+
+
+def total(memory: dict[str, float | None]) -> float:
+    return round(sum(v or 0 for v in memory.values()), 1)
 
 
 def _on_controllers(command: str) -> dict[str, str]:
@@ -75,7 +84,7 @@ def add(role: str) -> dict[str, Any]:
     memory = memory_mb()
     return {"node": row["node"], "joined_s": row.get("joined_s"), "settled_s": row.get("settled_s"),
             "add_wall_s": round(time.monotonic() - started, 1), "add_host_cpu_s": round(cpu_busy_s() - busy, 1),
-            "node_memory_mb": memory.get(row["node"]), "lab_memory_mb": round(sum(memory.values()), 1),
+            "node_memory_mb": memory.get(row["node"]), "lab_memory_mb": total(memory),
             "control_plane": control_plane()}
 
 
@@ -86,7 +95,7 @@ def run(tag: str) -> dict[str, Any]:
     if up.returncode != 0:
         raise SystemExit(f"lab up failed:\n{up.stdout[-3000:]}\n{up.stderr[-3000:]}")
     memory = memory_mb()
-    result: dict[str, Any] = {"start": {"nodes": sorted(memory), "lab_memory_mb": round(sum(memory.values()), 1),
+    result: dict[str, Any] = {"start": {"nodes": sorted(memory), "lab_memory_mb": total(memory),
                                         "memory_mb": memory, "control_plane": control_plane()}}
     result["compute"] = {2 + i: add(catalog.COMPUTE) for i in range(COMPUTES - 1)}
     result["storage"] = {2 + i: add(catalog.STORAGE) for i in range(STORAGES - 1)}
