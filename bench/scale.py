@@ -50,8 +50,11 @@ def _container_memory_mb(ident: str) -> float | None:
 
 
 def memory_mb() -> dict[str, float | None]:
-    """Each running node's memory."""
-    return {node: _container_memory_mb(ident) for node, ident in Lab(NAME).running().items()}
+    """Each running node's memory (the cgroup is named by the container's full id)."""
+    running = Lab(NAME).running()
+    full = subprocess.run(["docker", "inspect", "-f", "{{.Id}}", *running.values()], capture_output=True, text=True,
+                          check=True).stdout.split()
+    return {node: _container_memory_mb(ident) for node, ident in zip(running, full, strict=True)}
 
 
 def total(memory: dict[str, float | None]) -> float:
