@@ -9,8 +9,11 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from firstboot import catalog
 
 TOP = Path(__file__).resolve().parent.parent
 RESULTS = TOP / "bench" / "results"
@@ -67,3 +70,27 @@ def ensure_image(role: str, tag: str) -> str:
     if subprocess.run(["docker", "image", "inspect", ref], capture_output=True).returncode != 0:
         subprocess.run([sys.executable, str(TOP / "build.py"), "--role", role, "--tag", tag], check=True)
     return ref
+
+
+LAB = [sys.executable, "-m", "compose.lab"]
+
+
+def lab_json(name: str, *args: str, timeout: float = 3600) -> dict[str, Any]:
+    """A lab command with --json: its report (and the wall time), or SystemExit with its output."""
+    started = time.monotonic()
+    proc = subprocess.run([*LAB, "--name", name, *args, "--json"], capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise SystemExit(f"lab {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+    return {**json.loads(proc.stdout), "wall_s": round(time.monotonic() - started, 1)}
+
+
+def on_fresh_lab(name: str, tag: str, run: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
+    """Every role's image at `tag` (built when missing), then run(tag) on a lab of this name destroyed before and
+    after, failure or not."""
+    for role in catalog.ROLES:
+        ensure_image(role, tag)
+    subprocess.run([*LAB, "--name", name, "destroy"], capture_output=True)
+    try:
+        return run(tag)
+    finally:
+        subprocess.run([*LAB, "--name", name, "destroy"], capture_output=True)

@@ -13,26 +13,16 @@ import argparse
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import RESULTS, ensure_image, finish, host
-from firstboot import catalog
+from bench.common import LAB, RESULTS, finish, host, lab_json, on_fresh_lab
 from tests import day2, upgrade_image
 
-LAB = [sys.executable, "-m", "compose.lab"]
 NAME = "bench-lifecycle"
 GOALS = {"compute_schedulable_s": 60, "roll_s": 600, "failed_requests": 0, "servers_interrupted": 0}
 
 
-def lab(*args: str, timeout: float = 3600) -> dict[str, Any]:
-    """A lab command with --json; its report (and the wall time) or SystemExit with its output."""
-    started = time.monotonic()
-    proc = subprocess.run([*LAB, "--name", NAME, *args, "--json"], capture_output=True, text=True, timeout=timeout)
-    if proc.returncode != 0:
-        raise SystemExit(f"lab {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
-    return {**json.loads(proc.stdout), "wall_s": round(time.monotonic() - started, 1)}
 
 
 def added(report: dict[str, Any]) -> dict[str, Any]:
@@ -43,7 +33,7 @@ def watched(*args: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """A lab command run while the probe watches the cloud."""
     probe = day2.probe(NAME)
     try:
-        report = lab(*args)
+        report = lab_json(NAME, *args)
     finally:
         seen = probe.stop()
     return report, seen
@@ -58,11 +48,11 @@ def run(tag: str) -> dict[str, Any]:
         raise SystemExit(f"lab up failed:\n{up.stdout[-3000:]}\n{up.stderr[-3000:]}")
     checks = subprocess.run([*LAB, "--name", NAME, "check"], capture_output=True, text=True)
     result["checks_ok"] = checks.returncode == 0
-    compute = added(lab("add", "compute"))
+    compute = added(lab_json(NAME, "add", "compute"))
     result["compute_schedulable_s"] = compute["joined_s"]
     server = day2.boot_server(NAME, "bench-lifecycle-server")
     result["server_on_new_compute"] = server.get("OS-EXT-SRV-ATTR:host") == compute["node"]
-    storage = added(lab("add", "storage"))
+    storage = added(lab_json(NAME, "add", "storage"))
     result["storage_joined_s"], result["storage_healthy_s"] = storage["joined_s"], storage["settled_s"]
     result["pool_sizes"] = day2.pool_sizes(NAME)
     reconfigured, seen = watched("reconfigure", "--set", "overrides.nova.DEFAULT.resume_guests_state_on_host_boot=true")
@@ -85,14 +75,8 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=RESULTS / "lifecycle.json")
     parser.add_argument("--tag", default="bench", help="image tag (built with build.py when missing)")
     args = parser.parse_args()
-    for role in catalog.ROLES:
-        ensure_image(role, args.tag)
     result: dict[str, Any] = {"host": host(), "goals": GOALS, "how": __doc__.split("\n\n")[0].replace("\n", " ")}
-    subprocess.run([*LAB, "--name", NAME, "destroy"], capture_output=True)
-    try:
-        result.update(run(args.tag))
-    finally:
-        subprocess.run([*LAB, "--name", NAME, "destroy"], capture_output=True)
+    result.update(on_fresh_lab(NAME, args.tag, run))
     finish(result, args.out)
     print(json.dumps({k: v for k, v in result.items() if k not in ("roll_probe", "roll_nodes", "reconfigure")},
                      indent=2))

@@ -17,20 +17,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import RESULTS, cpu_busy_s, ensure_image, finish, host
+from bench.common import LAB, RESULTS, cpu_busy_s, finish, host, lab_json, on_fresh_lab
 from compose.site import Lab
 from firstboot import catalog
 
-LAB = [sys.executable, "-m", "compose.lab"]
 NAME = "bench-scale"
 COMPUTES, STORAGES = 4, 3
 
 
-def lab(*args: str, timeout: float = 3600) -> dict[str, Any]:
-    proc = subprocess.run([*LAB, "--name", NAME, *args, "--json"], capture_output=True, text=True, timeout=timeout)
-    if proc.returncode != 0:
-        raise SystemExit(f"lab {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
-    return json.loads(proc.stdout)
 
 
 def _container_memory_mb(ident: str) -> float | None:
@@ -82,7 +76,7 @@ def control_plane() -> dict[str, Any]:
 
 def add(role: str) -> dict[str, Any]:
     busy, started = cpu_busy_s(), time.monotonic()
-    report = lab("add", role)
+    report = lab_json(NAME, "add", role)
     row = next(r for r in report["nodes"] if r.get("added"))
     memory = memory_mb()
     return {"node": row["node"], "joined_s": row.get("joined_s"), "settled_s": row.get("settled_s"),
@@ -148,14 +142,8 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=RESULTS / "scale.json")
     parser.add_argument("--tag", default="latest", help="image tag (built with build.py when missing)")
     args = parser.parse_args()
-    for role in catalog.ROLES:
-        ensure_image(role, args.tag)
     result: dict[str, Any] = {"host": host(), "how": __doc__.split("\n\n")[0].replace("\n", " ")}
-    subprocess.run([*LAB, "--name", NAME, "destroy"], capture_output=True)
-    try:
-        result.update(run(args.tag))
-    finally:
-        subprocess.run([*LAB, "--name", NAME, "destroy"], capture_output=True)
+    result.update(on_fresh_lab(NAME, args.tag, run))
     finish(result, args.out)
     args.out.with_suffix(".svg").write_text(svg(result))
     print(json.dumps({role: {n: {k: row[k] for k in ("node", "joined_s", "settled_s", "add_wall_s", "add_host_cpu_s",
