@@ -20,6 +20,7 @@ import requests
 
 from bench.common import RESULTS, ensure_image, finish, host
 from firstboot import tasks
+from firstboot.keystone_api import password_request
 from tests import controlplane
 
 GOALS = {"token_via_vip_s": 150, "power_loss_to_primary_s": 60}
@@ -27,9 +28,7 @@ NAMES = ["ctl1", "ctl2", "ctl3"]
 
 
 def _token_ok(lab: controlplane.Lab, password: str) -> bool:
-    body = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
-        "name": "admin", "domain": {"id": "default"}, "password": password}}},
-        "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}}
+    body = password_request("admin", password, "admin")
     try:
         return requests.post(f"https://{lab.vip}:5000/v3/auth/tokens", json=body, timeout=10,
                              verify=lab.ca_file).status_code == 201

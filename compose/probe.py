@@ -21,6 +21,7 @@ import requests
 
 from firstboot import catalog
 from firstboot.addresses import hostport
+from firstboot.keystone_api import password_request
 
 INTERVAL = 0.5
 TOKEN_EVERY = 10.0
@@ -76,9 +77,7 @@ class Probe:
         """The token in hand, or a new one once it is TOKEN_EVERY seconds old ("" when keystone failed)."""
         if self._token and time.monotonic() - self._token_at < self.token_every:
             return self._token
-        user = {"name": "admin", "domain": {"id": "default"}, "password": self.password}
-        body = {"auth": {"identity": {"methods": ["password"], "password": {"user": user}},
-                         "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}}
+        body = password_request("admin", self.password, "admin")
         answer = self._send("token", "POST", self.url("keystone", "/v3/auth/tokens"), body=body)
         self._token = answer.headers.get("X-Subject-Token", "") if answer is not None else ""
         self._token_at = time.monotonic()

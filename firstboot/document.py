@@ -446,7 +446,7 @@ def check_node_set(chk: Checker, entries: list[Entry]) -> None:
                 chk.add(f"{where}.addresses.{net}", f"{ip} is also the address of {seen_addr[(net, ip)]}")
             seen_addr.setdefault((net, ip), n.name)
         for net, mac in n.macs.items():
-            if (owner := seen_mac.get(mac.lower())) and owner != (n.name, net):
+            if owner := seen_mac.get(mac.lower()):
                 chk.add(f"{where}.macs.{net}", f"{mac} is also the NIC of {owner[0]}'s {owner[1]} network; each "
                         "network of each node needs a NIC of its own")
             seen_mac.setdefault(mac.lower(), (n.name, net))

@@ -31,9 +31,9 @@ def _links() -> list[dict]:
     return json.loads(out or "[]")
 
 
-def interface_of(address: str) -> str | None:
-    """The interface that holds this address."""
-    for link in _links():
+def interface_of(address: str, links: list[dict] | None = None) -> str | None:
+    """The interface that holds this address (among `links`, else this machine's)."""
+    for link in _links() if links is None else links:
         if any(a.get("local") == address for a in link.get("addr_info", [])):
             return link.get("ifname")
     return None
@@ -120,13 +120,14 @@ def virt_type(doc: Document, root: Path) -> str:
 
 
 def gather(doc: Document, root: Path) -> Facts:
+    links = _links()
     if doc.node.macs:
-        check_macs(doc.node.macs, _links())
-    iface = doc.node.interfaces.get("management") or interface_of(doc.node.management)
+        check_macs(doc.node.macs, links)
+    iface = doc.node.interfaces.get("management") or interface_of(doc.node.management, links)
     if iface is None:
         log.warning("no interface holds %s; assuming eth0 (set node.interfaces.management)", doc.node.management)
         iface = "eth0"
     provider = doc.node.addresses.get("provider")
-    provider_iface = doc.node.interfaces.get("provider") or (interface_of(provider) if provider else None)
+    provider_iface = doc.node.interfaces.get("provider") or (interface_of(provider, links) if provider else None)
     return Facts(management_interface=iface, virt_type=virt_type(doc, root), in_container=in_container(root),
                  provider_interface=provider_iface)

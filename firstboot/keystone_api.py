@@ -19,6 +19,15 @@ TIMEOUT = 30
 INTERFACES = ("public", "internal", "admin")
 
 
+def password_request(user: str, password: str, project: str | None = None) -> dict[str, Any]:
+    """The body of a POST /v3/auth/tokens for a user of the default domain, scoped to `project` if given."""
+    body: dict[str, Any] = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
+        "name": user, "domain": {"id": "default"}, "password": password}}}}}
+    if project:
+        body["auth"]["scope"] = {"project": {"name": project, "domain": {"id": "default"}}}
+    return body
+
+
 class Keystone:
     """An authenticated Keystone v3 client. Each call opens its own connection: uWSGI's HTTP socket closes
     a connection after each response without saying so, and a kept-alive connection reused at that moment
@@ -32,11 +41,8 @@ class Keystone:
         self.token_body = response.json()["token"]
 
     def _authenticate(self, user: str, password: str, project: str | None) -> requests.Response:
-        body: dict[str, Any] = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
-            "name": user, "domain": {"id": "default"}, "password": password}}}}}
-        if project:
-            body["auth"]["scope"] = {"project": {"name": project, "domain": {"id": "default"}}}
-        return requests.post(f"{self.url}/auth/tokens", json=body, timeout=TIMEOUT, verify=catalog.TLS_CA)
+        return requests.post(f"{self.url}/auth/tokens", json=password_request(user, password, project),
+                             timeout=TIMEOUT, verify=catalog.TLS_CA)
 
     def password_works(self, user: str, password: str) -> bool:
         """Whether `user` can log in with `password`. Setting a password revokes every token of the user,

@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from firstboot import tasks
+from firstboot.keystone_api import password_request
 from tests import controlplane
 from tests.controlplane import Lab
 
@@ -58,10 +59,8 @@ def admin_password(lab: Lab) -> str:
 
 
 def token(url: str, password: str, ca_file: str) -> str:
-    body = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
-        "name": "admin", "domain": {"id": "default"}, "password": password}}},
-        "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}}
-    response = requests.post(f"{url}/v3/auth/tokens", json=body, timeout=30, verify=ca_file)
+    response = requests.post(f"{url}/v3/auth/tokens", json=password_request("admin", password, "admin"), timeout=30,
+                             verify=ca_file)
     assert response.status_code == 201, response.text[:500]
     return response.headers["X-Subject-Token"]
 

@@ -32,6 +32,7 @@ from compose.lifecycle import Operator
 from compose.site import Lab, derive_inventory  # the lab command's own view of its containers
 from firstboot import catalog, document, listening, render, tls
 from firstboot import secrets as secretspec
+from firstboot.keystone_api import password_request
 from tests import day2, upgrade_image
 from tests.dockerlab import docker
 
@@ -293,9 +294,7 @@ def test_openrc_gives_a_token_through_the_vip(ha_lab):
 def admin_token_request(name: str) -> dict:
     """The body of a request for a token of the lab's admin, scoped to the admin project."""
     secrets = yaml.safe_load((TOP / "build" / "lab" / name / "site.secrets.yaml").read_text())
-    user = {"name": "admin", "domain": {"id": "default"}, "password": secrets["keystone_admin"]}
-    return {"auth": {"identity": {"methods": ["password"], "password": {"user": user}},
-                     "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}}
+    return password_request("admin", secrets["keystone_admin"], "admin")
 
 
 def test_keystone_reads_back_what_it_wrote_through_every_controller_soon_after_a_memcached_outage(ha_lab):
@@ -749,7 +748,10 @@ def test_roll_replaces_every_node_and_no_request_fails(ha_lab, grown, grown_serv
     seen = probe.stop()
     written = io.stop()
     keep_evidence(name, "roll")
-    print(proc.stderr)  # the roll's progress, each line at its second: when a failed request is matched to a move
+    # The roll's progress, each line at its second: where its time goes, and when a failed request is matched
+    # to a move.
+    (ARTIFACTS / "roll-progress.txt").write_text(proc.stderr)
+    print(proc.stderr)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     assert seen["failed"] == 0 and seen["requests"] > 200, (seen["failures"], seen)
     # No token was revoked: the upgrade's run-once tasks set no password that still worked (each set revokes
