@@ -47,10 +47,10 @@ def galera_synced(container: str, size: int) -> bool:
 ABANDONED_READ_S = 20
 
 
-def release_sessions_sql(users: list[str], idle_s: int, abandoned_s: int = ABANDONED_READ_S) -> str:
+def release_sessions_sql(users: list[str], idle_ms: int, abandoned_s: int = ABANDONED_READ_S) -> str:
     """A script for the mariadb client that closes the connections of `users` for which that is harmless,
     then lists the others (user, client host, command, seconds, transaction age or -1). Harmless: it waits
-    for its client's next statement, has waited `idle_s` seconds at least, and holds no transaction open (it
+    for its client's next statement, has waited `idle_ms` milliseconds at least, and holds no transaction open (it
     cuts no statement and loses no uncommitted work; oslo.db checks a pooled connection as it hands it out,
     and opens a new one), or only one that has written and locked nothing and waited `abandoned_s`. The
     server finds and kills them in one block, so a client has microseconds, not a round trip, to start a
@@ -58,7 +58,7 @@ def release_sessions_sql(users: list[str], idle_s: int, abandoned_s: int = ABAND
     names = ", ".join(f"'{u}'" for u in users)
     sessions = ("information_schema.PROCESSLIST p LEFT JOIN information_schema.INNODB_TRX t "
                 f"ON t.trx_mysql_thread_id = p.ID WHERE p.USER IN ({names})")
-    harmless = (f"p.COMMAND = 'Sleep' AND p.TIME >= {int(idle_s)} AND (t.trx_id IS NULL OR "
+    harmless = (f"p.COMMAND = 'Sleep' AND p.TIME_MS >= {int(idle_ms)} AND (t.trx_id IS NULL OR "
                 f"(t.trx_rows_modified = 0 AND t.trx_lock_structs = 0 AND p.TIME >= {int(abandoned_s)}))")
     return ("DELIMITER //\nBEGIN NOT ATOMIC\n"
             "  DECLARE CONTINUE HANDLER FOR SQLEXCEPTION BEGIN END;  -- one that ended meanwhile\n"
@@ -68,14 +68,14 @@ def release_sessions_sql(users: list[str], idle_s: int, abandoned_s: int = ABAND
             f"IFNULL(TIMESTAMPDIFF(SECOND, t.trx_started, NOW()), -1) FROM {sessions} AND p.COMMAND <> 'Killed';\n")
 
 
-def close_idle_sessions(container: str, users: list[str], idle_s: int = 1) -> list[str]:
+def close_idle_sessions(container: str, users: list[str], idle_ms: int = 1000) -> list[str]:
     """Close the connections of `users` on this controller's MariaDB that release_sessions_sql finds
     harmless to close; the ones that stay open, each said as "user@host command Ns [transaction open Ns]".
     A client's HAProxy session ends only when the client next uses it (HAProxy passes the close on and
     waits for the client's), so MariaDB's count is the one that says when the database has no client left."""
     try:
         proc = subprocess.run(["docker", "exec", "-i", container, "mariadb", "-N", "-B"], capture_output=True,
-                              text=True, input=release_sessions_sql(users, idle_s), timeout=30)
+                              text=True, input=release_sessions_sql(users, idle_ms), timeout=30)
     except subprocess.TimeoutExpired:
         return ["the database did not answer within 30s"]
     if proc.returncode != 0:

@@ -26,6 +26,11 @@ from firstboot import catalog
 from firstboot.addresses import split_hostport
 
 DRAIN_SECONDS = 60  # the longest an API request is let finish on a node being taken out of service
+# A database session is closed once idle this long (ms): first a second (a pool's spare connections, nearly
+# all), then, after SPARE_SECONDS, a quarter of one: a connection its client reuses every second or so (an API
+# polled by a client) is never idle a whole second, and would otherwise be cut after DRAIN_SECONDS anyway.
+IDLE_MS = (1000, 250)
+SPARE_SECONDS = 5
 VIP_SECONDS = 30
 POLL = 1.0
 GALERA = "galera"  # the HAProxy proxy of the database
@@ -157,9 +162,12 @@ class Operator:
         users = list(catalog.DATABASE_USERS)
         left: list[str] = []
 
+        began = time.monotonic()
+
         def released() -> bool:
             nonlocal left
-            left = cluster.close_idle_sessions(container, users)
+            idle_ms = IDLE_MS[time.monotonic() - began >= SPARE_SECONDS]
+            left = cluster.close_idle_sessions(container, users, idle_ms)
             return not left
 
         cut = 0
