@@ -86,7 +86,7 @@ def run(opts: RunOptions, steps: tuple[Step, ...] = ALL_STEPS) -> RunResult:
                         source_where=found.where, document=doc.fingerprint, identity=identity.of(doc))
         try:
             host = facts.gather(doc, root)
-        except facts.NicMissing as exc:
+        except facts.HardwareMissing as exc:
             state.end_run(FAILED, str(exc))
             log.error("%s node=%s role=%s step=facts: %s", FAILURE_MARK, doc.node.name, doc.role, exc)
             return RunResult(ok=False, ran=[], skipped=[], failed="facts", error=str(exc))

@@ -7,6 +7,7 @@ import logging
 import os
 import select
 import shutil
+import stat
 import subprocess
 import time
 from pathlib import Path
@@ -18,7 +19,11 @@ from firstboot.render import Facts
 log = logging.getLogger(__name__)
 
 
-class NicMissing(GoldstackError):
+class HardwareMissing(GoldstackError):
+    """The document names a part of the machine (a NIC, a disk) that is not here: nothing is configured."""
+
+
+class NicMissing(HardwareMissing):
     """The document names a NIC by a MAC this machine does not have: nothing is configured for it."""
 
 
@@ -49,6 +54,32 @@ def check_macs(macs: dict[str, str], links: list[dict]) -> None:
         wrong = "; ".join(f"node.macs.{net}: no NIC has {mac}" for net, mac in missing.items())
         raise NicMissing(f"{wrong} (this machine's NICs: {have}); fix the inventory's macs or the machine's NICs, "
                          "then make the seed again")
+
+
+class DiskMissing(HardwareMissing):
+    """The document names an OSD disk this machine does not have, or a path that is no disk."""
+
+
+def disks(sys_block: Path = Path("/sys/block")) -> list[str]:
+    """This machine's disks, as the kernel names them (loop and RAM devices left out)."""
+    try:
+        return sorted(p.name for p in sys_block.iterdir() if not p.name.startswith(("loop", "ram", "zram")))
+    except OSError:
+        return []
+
+
+def check_osd_device(device: str, sys_block: Path = Path("/sys/block")) -> None:
+    """The OSD disk the document names is a block device here; else the agent stops before writing anything,
+    naming the field and the disks there are (a VM started without its second disk, a disk named otherwise
+    on this machine). Whether it holds data is the OSD step's to check (firstboot.ceph.check_osd_device)."""
+    try:
+        problem = "" if stat.S_ISBLK(os.stat(device).st_mode) else "not a block device"
+    except OSError as exc:
+        problem = (exc.strerror or "cannot be read").lower()
+    if problem:
+        raise DiskMissing(f"node.osd_device: {device}: {problem} (this machine's disks: "
+                          f"{', '.join(disks(sys_block)) or 'none'}); attach the disk, or fix the inventory's "
+                          "osd_device, then make the seed again")
 
 
 def in_container(root: Path) -> bool:
@@ -123,6 +154,8 @@ def gather(doc: Document, root: Path) -> Facts:
     links = _links()
     if doc.node.macs:
         check_macs(doc.node.macs, links)
+    if doc.node.osd_device:
+        check_osd_device(doc.node.osd_device)
     iface = doc.node.interfaces.get("management") or interface_of(doc.node.management, links)
     if iface is None:
         log.warning("no interface holds %s; assuming eth0 (set node.interfaces.management)", doc.node.management)

@@ -202,3 +202,21 @@ def test_a_nic_the_document_names_by_mac_and_this_machine_lacks_stops_the_run_be
     assert not (root / "etc").exists()  # nothing rendered
     status = json.loads(agent("status", "--root", str(root), "--json").stdout)
     assert status["agent"]["status"] == "failed" and "node.macs.management" in status["agent"]["error"]
+
+
+def test_an_osd_disk_this_machine_lacks_stops_the_run_before_any_file(tmp_path, doc_of):
+    """A storage VM started without its second disk: the agent says which field names which disk and stops at
+    `facts`, before Ceph's monitor or anything else is configured."""
+    data = doc_of("sto1")
+    next(p for p in data["peers"]["storage"] if p["name"] == "sto1")["osd_device"] = "/dev/goldstack-absent"
+    seed.build_node(tmp_path / "seed", data, ("nocloud",))
+    root = tmp_path / "root"
+    (root / "var/lib/cloud/seed").mkdir(parents=True)
+    (tmp_path / "seed/nocloud").rename(root / "var/lib/cloud/seed/nocloud")
+    result = agent("run", "--root", str(root), "--no-chown")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "FAILED node=sto1 role=storage step=facts: node.osd_device: /dev/goldstack-absent: no such file" \
+        in result.stdout + result.stderr
+    assert not (root / "etc").exists()  # nothing rendered
+    status = json.loads(agent("status", "--root", str(root), "--json").stdout)
+    assert status["agent"]["status"] == "failed" and "node.osd_device" in status["agent"]["error"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -46,3 +47,22 @@ def test_every_nic_named_by_mac_must_be_here():
     message = str(caught.value)
     assert "node.macs.provider: no NIC has 52:54:00:99:01:21" in message and "management" not in message.split("(")[0]
     assert "this machine's NICs: eth0 52:54:00:99:00:21" in message and "lo " not in message
+
+
+def test_the_osd_disk_the_document_names_must_be_a_disk_here(tmp_path):
+    sys_block = tmp_path / "sys-block"
+    for name in ("vda", "loop0", "sda"):
+        (sys_block / name).mkdir(parents=True)
+    with pytest.raises(facts.DiskMissing) as caught:
+        facts.check_osd_device("/dev/goldstack-no-such-disk", sys_block)
+    message = str(caught.value)
+    assert message.startswith("node.osd_device: /dev/goldstack-no-such-disk: no such file or directory")
+    assert "(this machine's disks: sda, vda)" in message and "fix the inventory's osd_device" in message
+    plain = tmp_path / "disk.img"
+    plain.write_bytes(b"")
+    with pytest.raises(facts.DiskMissing, match="not a block device"):
+        facts.check_osd_device(str(plain), sys_block)
+    device = next((str(p) for p in sorted(Path("/dev").iterdir()) if p.is_block_device()), None)
+    if device is None:
+        pytest.skip("no block device on this machine to pass")
+    facts.check_osd_device(device, sys_block)  # a block device passes, whatever it holds
