@@ -9,6 +9,7 @@ import select
 import shutil
 import stat
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -90,9 +91,14 @@ QEMU = "qemu-system-x86_64"
 KVM_PROBE_TIMEOUT = 20
 # The firmware's last words when it ran to the end with nothing to boot.
 _FIRMWARE_DONE = "No bootable device"
+# UEFI (OVMF, as the qcow2 disks boot): its boot manager's first line on the serial console. On this host a
+# KVM guest runs the BIOS to its end but hangs in OVMF before printing anything.
+UEFI_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
+UEFI_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
+_UEFI_RUNS = "BdsDxe"
 
 
-def kvm_guest_starts(root: Path) -> tuple[bool, str]:
+def kvm_guest_starts(root: Path, uefi: bool = False) -> tuple[bool, str]:
     """Start a throw-away KVM guest with the host CPU model (what nova's default cpu_mode asks for) and
     see its firmware run to the end. /dev/kvm being there is not enough: on some nested hosts QEMU
     aborts setting the vCPU's MSRs, or the guest hangs."""
@@ -101,15 +107,30 @@ def kvm_guest_starts(root: Path) -> tuple[bool, str]:
             pass
     except OSError as exc:
         return False, f"/dev/kvm: {exc.strerror}"
-    return guest_runs_firmware("kvm", "host")
+    return guest_runs_firmware("kvm", "host", uefi)
 
 
-def guest_runs_firmware(accel: str, cpu: str) -> tuple[bool, str]:
-    """Boot QEMU's firmware (no disk) with this accelerator and CPU model; True when it ran to the end."""
+def guest_runs_firmware(accel: str, cpu: str, uefi: bool = False) -> tuple[bool, str]:
+    """Boot QEMU's firmware (no disk) with this accelerator and CPU model; True when it ran to the end (the
+    BIOS nova's guests boot, or with `uefi` the OVMF the qcow2 disks boot, until its boot manager runs)."""
     if shutil.which(QEMU) is None:
         return False, f"{QEMU} is not installed"
-    cmd = [QEMU, "-accel", accel, "-cpu", cpu, "-machine", "q35", "-m", "64", "-nodefaults", "-display", "none",
-           "-no-reboot", "-chardev", "stdio,id=fw", "-device", "isa-debugcon,iobase=0x402,chardev=fw"]
+    cmd = [QEMU, "-accel", accel, "-cpu", cpu, "-machine", "q35", "-m", "256" if uefi else "64", "-nodefaults",
+           "-display", "none", "-no-reboot"]
+    with tempfile.TemporaryDirectory(prefix="goldstack-probe-") as scratch:
+        if uefi:
+            if not UEFI_CODE.exists():
+                return False, f"{UEFI_CODE} is not installed (the ovmf package)"
+            shutil.copy(UEFI_VARS, Path(scratch) / "vars.fd")
+            cmd += ["-drive", f"if=pflash,format=raw,readonly=on,file={UEFI_CODE}",
+                    "-drive", f"if=pflash,format=raw,file={Path(scratch) / 'vars.fd'}", "-serial", "stdio"]
+        else:
+            cmd += ["-chardev", "stdio,id=fw", "-device", "isa-debugcon,iobase=0x402,chardev=fw"]
+        return _firmware_runs(cmd, _UEFI_RUNS if uefi else _FIRMWARE_DONE, f"a {accel} guest with the {cpu} CPU "
+                              f"model{' and UEFI firmware' if uefi else ''}")
+
+
+def _firmware_runs(cmd: list[str], done: str, what: str) -> tuple[bool, str]:
     try:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     except OSError as exc:
@@ -119,7 +140,7 @@ def guest_runs_firmware(accel: str, cpu: str) -> tuple[bool, str]:
     deadline = time.monotonic() + KVM_PROBE_TIMEOUT
     assert proc.stdout is not None
     try:
-        while _FIRMWARE_DONE not in output and time.monotonic() < deadline:
+        while done not in output and time.monotonic() < deadline:
             ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
             if not ready:
                 break
@@ -131,10 +152,10 @@ def guest_runs_firmware(accel: str, cpu: str) -> tuple[bool, str]:
         proc.kill()
         proc.wait()
         proc.stdout.close()
-    if _FIRMWARE_DONE in output:
-        return True, f"a {accel} guest with the {cpu} CPU model ran its firmware"
+    if done in output:
+        return True, f"{what} ran its firmware"
     last = [line for line in output.strip().splitlines() if line.strip()][-1:] or ["no output"]
-    return False, f"a {accel} guest with the {cpu} CPU model did not run: {last[0][:200]}"
+    return False, f"{what} did not run: {last[0][:200]}"
 
 
 def virt_type(doc: Document, root: Path) -> str:

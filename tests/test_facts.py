@@ -66,3 +66,11 @@ def test_the_osd_disk_the_document_names_must_be_a_disk_here(tmp_path):
     if device is None:
         pytest.skip("no block device on this machine to pass")
     facts.check_osd_device(device, sys_block)  # a block device passes, whatever it holds
+
+
+@pytest.mark.skipif(shutil.which(facts.QEMU) is None or not facts.UEFI_CODE.exists(),
+                    reason="the test command installs qemu-system-x86 and ovmf")
+def test_the_probe_recognises_uefi_firmware_that_runs():
+    """Positive control for the VMs' probe: OVMF under software emulation reaches its boot manager."""
+    usable, why = facts.guest_runs_firmware("tcg", "max", uefi=True)
+    assert usable, why

@@ -8,22 +8,19 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from firstboot import seed
+from imagebuild import vmboot
+from imagebuild.vmboot import SUCCESS
 
 # The build is part of the first test (its fixture): 10 minutes is too short for it on a loaded host.
 pytestmark = [pytest.mark.image, pytest.mark.qcow2, pytest.mark.timeout(1800)]
 TOP = Path(__file__).resolve().parent.parent
-OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
-OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
-SUCCESS, FAILURE = "goldstack-firstboot: SUCCESS", "goldstack-firstboot: FAILED"
 ROLE = os.environ.get("GOLDSTACK_QCOW2_ROLE", "compute")
 NODE = {"compute": "cmp1", "controller": "ctl1", "storage": "sto1"}[ROLE]
 MAC = "52:54:00:99:00:21"
@@ -61,34 +58,13 @@ def test_qcow2_boots_through_uefi_and_the_agent_succeeds(role_qcow2, tmp_path, d
     me = next(p for p in doc["peers"][ROLE] if p["name"] == NODE)
     me["macs"] = {"management": MAC}
     seed.build_node(tmp_path / "seed", doc, ("nocloud-iso",))
-    overlay = tmp_path / "disk.qcow2"
     # A disk 1 GiB larger than the image, as a VM's usually is: the root file system must grow to it.
-    size = json.loads(subprocess.run(["qemu-img", "info", "--output=json", str(role_qcow2)], capture_output=True,
-                                     text=True, check=True).stdout)["virtual-size"]
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(role_qcow2), "-F", "qcow2",
-                    str(overlay), str(size + 2**30)], check=True)
-    variables = tmp_path / "vars.fd"
-    shutil.copy(OVMF_VARS, variables)
-    serial = tmp_path / "serial.log"
-    # TCG: /dev/kvm exists on this host but KVM guests fail there (see docs/host.md).
-    cmd = ["qemu-system-x86_64", "-machine", "q35", "-accel", "tcg", "-cpu", "max", "-m", "2048", "-smp", "2",
-           "-drive", f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}",
-           "-drive", f"if=pflash,format=raw,file={variables}",
-           "-drive", f"file={overlay},if=virtio,format=qcow2",
-           "-drive", f"file={tmp_path / 'seed/nocloud.iso'},media=cdrom,readonly=on",
-           "-nic", f"user,model=virtio-net-pci,mac={MAC}",
-           "-display", "none", "-monitor", "none", "-serial", f"file:{serial}"]
-    vm = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    disk = vmboot.overlay(role_qcow2, tmp_path / "disk.qcow2", 2**30)
+    vm = vmboot.Vm(disk, tmp_path / "seed/nocloud.iso", MAC, tmp_path).start()
     try:
-        deadline = time.monotonic() + 900
-        text = ""
-        while time.monotonic() < deadline:
-            text = serial.read_text(errors="replace") if serial.exists() else ""
-            if SUCCESS in text or FAILURE in text or vm.poll() is not None:
-                break
-            time.sleep(2)
+        text = vm.wait_for((), 900)
         tail = "\n".join(text.splitlines()[-80:])
-        assert vm.poll() is None, f"QEMU exited ({vm.returncode}): {vm.stdout.read() if vm.stdout else ''}\n{tail}"
+        assert not vm.exited(), f"QEMU exited: {vm.output()}\n{tail}"
         assert SUCCESS in text, f"no success line on the serial console within the time limit:\n{tail}"
         assert f"node={NODE} role={ROLE}" in text
         # cloud-init's table of the NICs (on the console): the one with that MAC is eth0 with the address, so
@@ -105,8 +81,7 @@ def test_qcow2_boots_through_uefi_and_the_agent_succeeds(role_qcow2, tmp_path, d
         for value in doc["secrets"].values():
             assert str(value) not in text
     finally:
-        vm.kill()
-        vm.wait(timeout=30)
+        vm.stop()
 
 
 def test_no_secret_or_private_key_in_the_disk(role_qcow2, tmp_path, site_secrets):
