@@ -92,7 +92,7 @@ KVM_PROBE_TIMEOUT = 20
 # The firmware's last words when it ran to the end with nothing to boot.
 _FIRMWARE_DONE = "No bootable device"
 # UEFI (OVMF, as the qcow2 disks boot): its boot manager's first line on the serial console. On this host a
-# KVM guest runs the BIOS to its end but hangs in OVMF before printing anything.
+# KVM guest runs the BIOS to its end, but one booting OVMF crashes or hangs before printing anything.
 UEFI_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 UEFI_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
 _UEFI_RUNS = "BdsDxe"
