@@ -26,9 +26,8 @@ import sys
 import time
 from pathlib import Path
 
-from bench.common import RESULTS, TOP, cpu_busy_s, finish, host, mem_available_kb
+from bench.common import LAB, RESULTS, TOP, cpu_busy_s, finish, host, mem_available_kb
 
-LAB = [sys.executable, "-m", "compose.lab"]
 GOALS = {"controllers_3_up_s": 240, "controllers_1_up_s": 120, "lab_memory_gb": 12}
 
 

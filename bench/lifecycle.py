@@ -23,8 +23,6 @@ NAME = "bench-lifecycle"
 GOALS = {"compute_schedulable_s": 60, "roll_s": 600, "failed_requests": 0, "servers_interrupted": 0}
 
 
-
-
 def added(report: dict[str, Any]) -> dict[str, Any]:
     return next(row for row in report["nodes"] if row.get("added"))
 

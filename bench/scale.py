@@ -25,8 +25,6 @@ NAME = "bench-scale"
 COMPUTES, STORAGES = 4, 3
 
 
-
-
 def _container_memory_mb(ident: str) -> float | None:
     """A container's memory from its cgroup (v1 or v2), less the page cache it could drop at once, as `docker
     stats` counts it where it works (on this host it reports 0 B under cgroup v1)."""

@@ -29,7 +29,7 @@ DRAIN_SECONDS = 60  # the longest an API request is let finish on a node being t
 # A database session is closed once idle this long (ms): first a second (a pool's spare connections, nearly
 # all), then, after SPARE_SECONDS, a quarter of one: a connection its client reuses every second or so (an API
 # polled by a client) is never idle a whole second, and would otherwise be cut after DRAIN_SECONDS anyway.
-IDLE_MS = (1000, 250)
+IDLE_MS, BUSY_IDLE_MS = 1000, 250
 SPARE_SECONDS = 5
 VIP_SECONDS = 30
 POLL = 1.0
@@ -166,7 +166,7 @@ class Operator:
 
         def released() -> bool:
             nonlocal left
-            idle_ms = IDLE_MS[time.monotonic() - began >= SPARE_SECONDS]
+            idle_ms = IDLE_MS if time.monotonic() - began < SPARE_SECONDS else BUSY_IDLE_MS
             left = cluster.close_idle_sessions(container, users, idle_ms)
             return not left
 

@@ -37,9 +37,9 @@ def _links() -> list[dict]:
     return json.loads(out or "[]")
 
 
-def interface_of(address: str, links: list[dict] | None = None) -> str | None:
-    """The interface that holds this address (among `links`, else this machine's)."""
-    for link in _links() if links is None else links:
+def interface_of(address: str, links: list[dict]) -> str | None:
+    """The interface among `links` (`ip -j addr`'s) that holds this address."""
+    for link in links:
         if any(a.get("local") == address for a in link.get("addr_info", [])):
             return link.get("ifname")
     return None

@@ -188,20 +188,26 @@ def test_hosts_block_drops_other_lines_naming_managed_hosts():
     assert replace_block(once, block, {"ctl1", "ctl2"}) == once  # idempotent: the step is then done
 
 
-def test_a_nic_the_document_names_by_mac_and_this_machine_lacks_stops_the_run_before_any_file(tmp_path, doc_of):
-    data = doc_of("cmp1")
-    next(p for p in data["peers"]["compute"] if p["name"] == "cmp1")["macs"] = {"management": "02:00:5e:00:53:99"}
+def stopped_at_facts(tmp_path: Path, data: dict, field: str) -> str:
+    """Run the agent on a NoCloud seed of `data` that names hardware this machine lacks: it must fail at
+    `facts` with nothing rendered, `field` named in its status; its output."""
     seed.build_node(tmp_path / "seed", data, ("nocloud",))
     root = tmp_path / "root"
     (root / "var/lib/cloud/seed").mkdir(parents=True)
     (tmp_path / "seed/nocloud").rename(root / "var/lib/cloud/seed/nocloud")
     result = agent("run", "--root", str(root), "--no-chown")
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "FAILED node=cmp1 role=compute step=facts: node.macs.management: no NIC has 02:00:5e:00:53:99" \
-        in result.stdout + result.stderr
     assert not (root / "etc").exists()  # nothing rendered
     status = json.loads(agent("status", "--root", str(root), "--json").stdout)
-    assert status["agent"]["status"] == "failed" and "node.macs.management" in status["agent"]["error"]
+    assert status["agent"]["status"] == "failed" and field in status["agent"]["error"]
+    return result.stdout + result.stderr
+
+
+def test_a_nic_the_document_names_by_mac_and_this_machine_lacks_stops_the_run_before_any_file(tmp_path, doc_of):
+    data = doc_of("cmp1")
+    next(p for p in data["peers"]["compute"] if p["name"] == "cmp1")["macs"] = {"management": "02:00:5e:00:53:99"}
+    output = stopped_at_facts(tmp_path, data, "node.macs.management")
+    assert "FAILED node=cmp1 role=compute step=facts: node.macs.management: no NIC has 02:00:5e:00:53:99" in output
 
 
 def test_an_osd_disk_this_machine_lacks_stops_the_run_before_any_file(tmp_path, doc_of):
@@ -209,14 +215,5 @@ def test_an_osd_disk_this_machine_lacks_stops_the_run_before_any_file(tmp_path, 
     `facts`, before Ceph's monitor or anything else is configured."""
     data = doc_of("sto1")
     next(p for p in data["peers"]["storage"] if p["name"] == "sto1")["osd_device"] = "/dev/goldstack-absent"
-    seed.build_node(tmp_path / "seed", data, ("nocloud",))
-    root = tmp_path / "root"
-    (root / "var/lib/cloud/seed").mkdir(parents=True)
-    (tmp_path / "seed/nocloud").rename(root / "var/lib/cloud/seed/nocloud")
-    result = agent("run", "--root", str(root), "--no-chown")
-    assert result.returncode == 1, result.stdout + result.stderr
-    assert "FAILED node=sto1 role=storage step=facts: node.osd_device: /dev/goldstack-absent: no such file" \
-        in result.stdout + result.stderr
-    assert not (root / "etc").exists()  # nothing rendered
-    status = json.loads(agent("status", "--root", str(root), "--json").stdout)
-    assert status["agent"]["status"] == "failed" and "node.osd_device" in status["agent"]["error"]
+    output = stopped_at_facts(tmp_path, data, "node.osd_device")
+    assert "FAILED node=sto1 role=storage step=facts: node.osd_device: /dev/goldstack-absent: no such file" in output
