@@ -26,11 +26,12 @@ from firstboot import catalog
 from firstboot.addresses import split_hostport
 
 DRAIN_SECONDS = 60  # the longest an API request is let finish on a node being taken out of service
-# A database session is closed once idle this long (ms): first a second (a pool's spare connections, nearly
-# all), then, after SPARE_SECONDS, a quarter of one: a connection its client reuses every second or so (an API
-# polled by a client) is never idle a whole second, and would otherwise be cut after DRAIN_SECONDS anyway.
-IDLE_MS, BUSY_IDLE_MS = 1000, 250
-SPARE_SECONDS = 5
+# A database session is closed once idle this long (ms) and out of any transaction: in its client's pool, nearly
+# always. Not shorter: a client that has just checked a connection out (oslo.db pings it first) and is then
+# kept off the CPU a moment before its query would lose that query (a quarter second was seen to, under a
+# controller's restart). Connections a client keeps reusing are renewed by the client itself (oslo.db's
+# connection_recycle_time, _macros.j2), so the release rarely waits for them until DRAIN_SECONDS.
+IDLE_MS = 1000
 VIP_SECONDS = 30
 POLL = 1.0
 GALERA = "galera"  # the HAProxy proxy of the database
@@ -124,8 +125,20 @@ class Operator:
         """Until these nodes' agents are done (each wait gets the whole timeout, counted from now)."""
         timeout = self.timeout + (time.monotonic() - self.started)
         if not agents.follow(self.lab.containers, nodes, timeout, self.started, since, say=self.progress):
-            raise LabError(f"the agent of {', '.join(nodes)} is not done after {self.timeout:.0f}s "
-                           f"(`{self.lab.command} status`, `{self.lab.command} logs NODE`)")
+            where = "; ".join(f"{node}: {self.where(node, since)}" for node in nodes)
+            raise LabError(f"the agent of {', '.join(nodes)} is not done after {self.timeout:.0f}s ({where}; "
+                           f"`{self.lab.command} status`, `{self.lab.command} logs NODE`)")
+
+    def where(self, node: str, since: dict[str, float] | None = None) -> str:
+        """Where a node's agent run is: its state, its step and what that step last said."""
+        container = self.containers().get(node)
+        if not container:
+            return "not running"
+        status = agents.agent_status(container)
+        if since and node in since:
+            status = agents.of_this_boot(status, since[node])
+        state, step, detail = agents.current_step(status)
+        return f"{state} at {step}" + (f": {detail[:300]}" if detail else "")
 
     def agent_record(self, node: str) -> dict[str, Any]:
         return agents.agent_status(self.containers()[node]) or {}
@@ -162,12 +175,9 @@ class Operator:
         users = list(catalog.DATABASE_USERS)
         left: list[str] = []
 
-        began = time.monotonic()
-
         def released() -> bool:
             nonlocal left
-            idle_ms = IDLE_MS if time.monotonic() - began < SPARE_SECONDS else BUSY_IDLE_MS
-            left = cluster.close_idle_sessions(container, users, idle_ms)
+            left = cluster.close_idle_sessions(container, users, IDLE_MS)
             return not left
 
         cut = 0

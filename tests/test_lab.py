@@ -60,7 +60,15 @@ print(urllib.request.urlopen(request, timeout=30, context=site).status)
 
 
 def lab(*args: str, timeout: float = 1800) -> subprocess.CompletedProcess:
-    return subprocess.run([*LAB, *args], capture_output=True, text=True, timeout=timeout, cwd=TOP)
+    """The lab command; past `timeout` it is killed and what it printed until then comes back (exit -9), so
+    the assertion shows where it waited instead of a truncated TimeoutExpired."""
+    try:
+        return subprocess.run([*LAB, *args], capture_output=True, text=True, timeout=timeout, cwd=TOP)
+    except subprocess.TimeoutExpired as expired:
+        def text(out: bytes | str | None) -> str:
+            return out.decode(errors="replace") if isinstance(out, bytes) else out or ""
+        return subprocess.CompletedProcess(expired.cmd, -9, text(expired.stdout),
+                                           text(expired.stderr) + f"\n[test] killed after {timeout:.0f}s\n")
 
 
 def free_prefixes() -> tuple[str, str]:
@@ -159,6 +167,13 @@ def keep_evidence(name: str, moment: str = "end") -> None:
             print(f"===== {node} journal (end)\n{journal[-4000:]}")
     for kept in (TOP / "build" / "lab" / name / "artifacts").glob("*"):
         shutil.copy(kept, ARTIFACTS / kept.name)
+
+
+def keep_progress(command: str, stderr: str) -> None:
+    """A day-2 command's progress, each line at its second: where its time went, and (matched with the
+    probe's failures) which move a failed request belongs to."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / f"{command}-progress.txt").write_text(stderr)
 
 
 def status_of(name: str) -> dict:
@@ -691,9 +706,17 @@ def test_a_server_is_scheduled_onto_the_new_compute_node(grown_server):
 def test_reconfigure_restarts_only_what_changed_and_no_request_fails(ha_lab, grown):
     name, _, _, _ = ha_lab
     probe = day2.probe(name)
-    proc = lab("--name", name, "reconfigure", "--set", "overrides.nova.DEFAULT.resume_guests_state_on_host_boot=true",
-               "--json", timeout=1500)
-    seen = probe.stop()
+    try:
+        # Each of its waits bounded well below the test's own limit: a node that does not come back fails the
+        # command with what it waited for (a healthy node is done in under a minute).
+        proc = lab("--name", name, "reconfigure", "--set",
+                   "overrides.nova.DEFAULT.resume_guests_state_on_host_boot=true", "--json", "--timeout", "600",
+                   timeout=1500)
+    finally:
+        seen = probe.stop()
+    keep_progress("reconfigure", proc.stderr)
+    if proc.returncode != 0:
+        keep_evidence(name, "reconfigure")  # each agent's steps, printed with the failure
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-4000:]
     assert seen["failed"] == 0 and seen["requests"] > 50, (seen["failures"], seen)
     rows = {row["node"]: row for row in json.loads(proc.stdout)["nodes"]}
@@ -744,13 +767,14 @@ def test_roll_replaces_every_node_and_no_request_fails(ha_lab, grown, grown_serv
     io = day2.volume_io(name)
     revoked_before = day2.revocations(name)
     probe = day2.probe(name)
-    proc = lab("--name", name, "roll", "--tag", NEXT_TAG, "--migrate-back", "--json", timeout=2700)
-    seen = probe.stop()
-    written = io.stop()
+    try:
+        proc = lab("--name", name, "roll", "--tag", NEXT_TAG, "--migrate-back", "--json", "--timeout", "900",
+                   timeout=2700)
+    finally:
+        seen = probe.stop()
+        written = io.stop()
     keep_evidence(name, "roll")
-    # The roll's progress, each line at its second: where its time goes, and when a failed request is matched
-    # to a move.
-    (ARTIFACTS / "roll-progress.txt").write_text(proc.stderr)
+    keep_progress("roll", proc.stderr)
     print(proc.stderr)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     assert seen["failed"] == 0 and seen["requests"] > 200, (seen["failures"], seen)
