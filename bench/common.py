@@ -84,6 +84,18 @@ def lab_json(name: str, *args: str, timeout: float = 3600) -> dict[str, Any]:
     return {**json.loads(proc.stdout), "wall_s": round(time.monotonic() - started, 1)}
 
 
+def up_three(name: str, tag: str, prefix: str) -> float:
+    """A three-controller lab up from images at `tag` on the subnets PREFIX.1 and PREFIX.2 (management,
+    provider); its wall seconds, or SystemExit with its output."""
+    started = time.monotonic()
+    up = subprocess.run([*LAB, "--name", name, "up", "--controllers", "3", "--tag", tag, "--no-build",
+                         "--management-prefix", f"{prefix}.1", "--provider-prefix", f"{prefix}.2"], capture_output=True,
+                        text=True)
+    if up.returncode != 0:
+        raise SystemExit(f"lab up failed:\n{up.stdout[-3000:]}\n{up.stderr[-3000:]}")
+    return round(time.monotonic() - started, 1)
+
+
 def on_fresh_lab(name: str, tag: str, run: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
     """Every role's image at `tag` (built when missing), then run(tag) on a lab of this name destroyed before and
     after, failure or not."""

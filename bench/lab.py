@@ -12,7 +12,8 @@ Each lab gets its own name and networks and is destroyed afterwards.
 Side by side with an earlier commit (--baseline DIR, a checkout of it, e.g. `git worktree add`, whose
 images were built there under --baseline-tag): every lab size runs once with that checkout's lab command
 and images and once with this one's, alternately, so both see the same host; `compare` gives this one's
-green time over the baseline's.
+green time over the baseline's. The summary (`one`, `three`, and `baseline.one`, `baseline.three`)
+gives each size's `green_s` (up and every check passed), `cpu_s` (host CPU of `up`) and `up_s`.
 """
 
 from __future__ import annotations
@@ -29,6 +30,12 @@ from pathlib import Path
 from bench.common import LAB, RESULTS, TOP, cpu_busy_s, finish, host, mem_available_kb
 
 GOALS = {"controllers_3_up_s": 240, "controllers_1_up_s": 120, "lab_memory_gb": 12}
+SIZES = {1: "one", 3: "three"}  # the summary's key of each lab size (issue 30's names)
+
+
+def summary(run: dict[str, object]) -> dict[str, object]:
+    """The figures lab sizes are compared by: green (up and every check passed), the host CPU of `up`."""
+    return {"green_s": run["checks_green_s"], "cpu_s": run["up_cpu_busy_s"], "up_s": run["up_s"]}
 
 
 def one(controllers: int, tag: str, timeout: float, checkout: Path | None = None) -> dict[str, object]:
@@ -95,18 +102,19 @@ def main() -> int:
     for controllers in args.controllers or (1, 3):
         print(f"lab with {controllers} controller(s)", flush=True)
         result[f"controllers_{controllers}"] = one(controllers, args.tag, args.timeout)
+        result[SIZES[controllers]] = summary(result[f"controllers_{controllers}"])  # type: ignore[arg-type]
         if args.baseline:
             print(f"lab with {controllers} controller(s), baseline {result['baseline']['commit']}", flush=True)
             base = result[f"controllers_{controllers}_baseline"] = one(controllers, args.baseline_tag,
                                                                         args.timeout, args.baseline)
+            result["baseline"][SIZES[controllers]] = summary(base)  # type: ignore[index]
             ours = result[f"controllers_{controllers}"]
             if ours["checks_green_s"] and base["checks_green_s"]:
                 result[f"controllers_{controllers}_compare"] = {
                     "green_ratio": round(ours["checks_green_s"] / base["checks_green_s"], 3),
                     "up_ratio": round(ours["up_s"] / base["up_s"], 3)}
     finish(result, args.out)
-    print(json.dumps({k: {m: v for m, v in r.items() if m not in ("step_seconds", "checks")}  # type: ignore
-                      for k, r in result.items() if k.startswith("controllers_")}, indent=2))
+    print(json.dumps({k: result[k] for k in ("one", "three", "baseline", "commit") if k in result}, indent=2))
     return 0
 
 

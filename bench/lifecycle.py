@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench.common import LAB, RESULTS, finish, host, lab_json, on_fresh_lab
+from bench.common import LAB, RESULTS, finish, host, lab_json, on_fresh_lab, up_three
 from tests import day2, upgrade_image
 
 NAME = "bench-lifecycle"
@@ -39,11 +39,7 @@ def watched(*args: str) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def run(tag: str) -> dict[str, Any]:
     result: dict[str, Any] = {}
-    up = subprocess.run([*LAB, "--name", NAME, "up", "--controllers", "3", "--tag", tag, "--no-build",
-                         "--management-prefix", "10.95.1", "--provider-prefix", "10.95.2"], capture_output=True,
-                        text=True)
-    if up.returncode != 0:
-        raise SystemExit(f"lab up failed:\n{up.stdout[-3000:]}\n{up.stderr[-3000:]}")
+    up_three(NAME, tag, "10.95")
     checks = subprocess.run([*LAB, "--name", NAME, "check"], capture_output=True, text=True)
     result["checks_ok"] = checks.returncode == 0
     compute = added(lab_json(NAME, "add", "compute"))

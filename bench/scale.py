@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import LAB, RESULTS, cpu_busy_s, finish, host, lab_json, on_fresh_lab
+from bench.common import RESULTS, cpu_busy_s, finish, host, lab_json, on_fresh_lab, up_three
 from compose.site import Lab
 from firstboot import catalog
 
@@ -84,11 +84,7 @@ def add(role: str) -> dict[str, Any]:
 
 
 def run(tag: str) -> dict[str, Any]:
-    up = subprocess.run([*LAB, "--name", NAME, "up", "--controllers", "3", "--tag", tag, "--no-build",
-                         "--management-prefix", "10.94.1", "--provider-prefix", "10.94.2"], capture_output=True,
-                        text=True)
-    if up.returncode != 0:
-        raise SystemExit(f"lab up failed:\n{up.stdout[-3000:]}\n{up.stderr[-3000:]}")
+    up_three(NAME, tag, "10.94")
     memory = memory_mb()
     result: dict[str, Any] = {"start": {"nodes": sorted(memory), "lab_memory_mb": total(memory),
                                         "memory_mb": memory, "control_plane": control_plane()}}

@@ -28,7 +28,7 @@ def cluster_status(doc: Document, name: str | None = None) -> dict | None:
     shape of `rabbitmqctl cluster_status --formatter json`: {"running_nodes": [...], "disk_nodes": [...]}.
     None when it does not answer (not started yet, starting, or paused in a minority)."""
     address = doc.node.management if name is None else next(c.management for c in doc.controllers if c.name == name)
-    base, session = _api(doc, address)
+    base, session = management_api(doc, address)
     try:
         response = session.get(f"{base}/nodes", params={"columns": "name,running"}, timeout=5)
         if response.status_code != 200:
@@ -54,7 +54,7 @@ def rabbitmqctl(*args: str, timeout: float = 120) -> None:
     proc.run(["rabbitmqctl", *args], timeout=timeout)
 
 
-def _api(doc: Document, address: str | None = None) -> tuple[str, requests.Session]:
+def management_api(doc: Document, address: str | None = None) -> tuple[str, requests.Session]:
     """The management API's base URL on a controller, and a session that logs in and verifies its certificate."""
     where = hostport(address or doc.node.management, catalog.PORTS["rabbitmq-management"])
     session = requests.Session()
@@ -65,7 +65,7 @@ def _api(doc: Document, address: str | None = None) -> tuple[str, requests.Sessi
 
 def ensure_users(doc: Document) -> str:
     """The OpenStack user with rights on the default vhost; guest removed if anything created it."""
-    base, session = _api(doc)
+    base, session = management_api(doc)
     user = quote(catalog.RABBITMQ_USER, safe="")
     session.put(f"{base}/users/{user}", json={"password": str(doc.secrets[catalog.RABBITMQ_SECRET]), "tags": ""},
                 timeout=TIMEOUT).raise_for_status()
@@ -78,7 +78,7 @@ def ensure_users(doc: Document) -> str:
 
 
 def management_ready(doc: Document) -> bool:
-    base, session = _api(doc)
+    base, session = management_api(doc)
     try:
         return session.get(f"{base}/overview", timeout=5).status_code == 200
     except requests.RequestException:
