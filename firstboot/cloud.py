@@ -36,15 +36,18 @@ def _session_key(doc: Document, user: str) -> tuple[str, str]:
     return api_url(doc, "keystone", "/v3"), user
 
 
-def get(doc: Document, user: str, url: str, headers: dict[str, str] | None = None, **params: str
-        ) -> dict[str, Any]:
-    """GET a JSON document as `user`; a token the cloud no longer accepts is dropped and a new one asked for."""
+def get(doc: Document, user: str, url: str, headers: dict[str, str] | None = None, missing_ok: bool = False,
+        **params: str) -> dict[str, Any]:
+    """GET a JSON document as `user`; a token the cloud no longer accepts is dropped and a new one asked for.
+    With missing_ok, a 404 is an empty answer (nova answers a search that matches nothing so)."""
     for attempt in (1, 2):
         response = requests.get(url, params=params, timeout=TIMEOUT, verify=catalog.TLS_CA,
                                 headers={"X-Auth-Token": session(doc, user).token, **(headers or {})})
         if response.status_code == 401 and attempt == 1:
             _SESSIONS.pop(_session_key(doc, user), None)
             continue
+        if response.status_code == 404 and missing_ok:
+            return {}
         response.raise_for_status()
         return response.json()
     raise AssertionError("unreachable")
@@ -87,7 +90,8 @@ def compute_registered(doc: Document, since: float | None = None) -> tuple[bool,
     try:
         services = get(doc, "nova", f"{nova}/os-services", version, host=host,
                        binary=catalog.NOVA_COMPUTE).get("services", [])
-        hypervisors = get(doc, "nova", f"{nova}/os-hypervisors", version,
+        # No hypervisor of that name yet is a 404, not an API that does not answer.
+        hypervisors = get(doc, "nova", f"{nova}/os-hypervisors", version, missing_ok=True,
                           hypervisor_hostname_pattern=host).get("hypervisors", [])
     except (requests.RequestException, ValueError, KeyError):
         return False, "the compute API does not answer yet"

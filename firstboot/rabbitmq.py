@@ -60,6 +60,9 @@ def management_api(doc: Document, address: str | None = None) -> tuple[str, requ
     session = requests.Session()
     session.auth = (ADMIN_USER, str(doc.secrets["rabbitmq_admin"]))
     session.verify = catalog.TLS_CA
+    # Not from the environment: requests lets REQUESTS_CA_BUNDLE (set system-wide on some hosts) override a
+    # session's own CA, and a proxy variable would send a controller's own address through a proxy.
+    session.trust_env = False
     return f"https://{where}/api", session
 
 
