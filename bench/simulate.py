@@ -30,7 +30,7 @@ from urllib.parse import quote
 import requests
 
 from bench import proccpu
-from bench.common import RESULTS, finish, host, on_fresh_lab, up_three
+from bench.common import RESULTS, cpu_busy_s, finish, host, on_fresh_lab, up_three
 from compose.site import Lab
 from firstboot import catalog, cloud, keystone_api, rabbitmq
 from firstboot.document import Document, load_text
@@ -136,15 +136,20 @@ def rabbit_memory_mb(base: str, session: requests.Session) -> float:
     return round(sum(n.get("mem_used", 0) for n in nodes) / 2**20, 1)
 
 
+def idle_cpu_per_s(seconds: float) -> float:
+    """The host's busy CPU-seconds per second while nothing is asked of the lab."""
+    busy = cpu_busy_s()
+    time.sleep(seconds)
+    return round((cpu_busy_s() - busy) / seconds, 3)
+
+
 def queues(doc: Document, nodes: int, idle_s: float) -> dict[str, Any]:
     """The quorum queues of `nodes` compute nodes declared, RabbitMQ's memory and idle CPU with them; removed
     after, even on failure."""
     base, session = rabbitmq.management_api(doc)
     names = [f"goldstack-sim.{i:04d}.{q:02d}" for i in range(nodes) for q in range(QUEUES_PER_COMPUTE)]
     before = rabbit_memory_mb(base, session)
-    idle_before = proccpu.snapshot()
-    time.sleep(idle_s)
-    idle_cpu_before = proccpu.difference(idle_before, proccpu.snapshot(), top=5)["busy_s"]
+    idle_cpu_before = idle_cpu_per_s(idle_s)
     started = time.monotonic()
     try:
         for name in names:
@@ -153,17 +158,14 @@ def queues(doc: Document, nodes: int, idle_s: float) -> dict[str, Any]:
                               "arguments": {"x-queue-type": "quorum"}}).raise_for_status()
         declared = time.monotonic() - started
         after = rabbit_memory_mb(base, session)
-        idle_with = proccpu.snapshot()
-        time.sleep(idle_s)
-        idle_cpu_with = proccpu.difference(idle_with, proccpu.snapshot(), top=5)["busy_s"]
+        idle_cpu_with = idle_cpu_per_s(idle_s)
     finally:
         for name in names:
             session.delete(f"{base}/queues/%2F/{quote(name, safe='')}", timeout=60)
     return {"nodes": nodes, "queues": len(names), "declare_s": round(declared, 1),
             "rabbitmq_memory_mb_before": before, "rabbitmq_memory_mb_with": after,
             "memory_kb_per_queue": round((after - before) * 1024 / len(names), 1),
-            "idle_host_cpu_per_s_before": round(idle_cpu_before / idle_s, 3),
-            "idle_host_cpu_per_s_with": round(idle_cpu_with / idle_s, 3)}
+            "idle_host_cpu_per_s_before": idle_cpu_before, "idle_host_cpu_per_s_with": idle_cpu_with}
 
 
 def simulate(args: argparse.Namespace, name: str) -> dict[str, Any]:
